@@ -1,0 +1,73 @@
+"""Diagnostics in the shape GNU ld and lld use: `klp-ld: error: a.o: .text.f+0x1b: sym: message`.
+
+Every failure a user can cause becomes a `Diagnostic`; stages raise `KlpLdError` carrying all of
+them at once, so one run reports every problem instead of the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROG = "klp-ld"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding, located as precisely as the stage that made it can."""
+
+    severity: str
+    message: str
+    obj: str | None = None
+    section: str | None = None
+    offset: int | None = None
+    symbol: str | None = None
+    code: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def location(self) -> str:
+        parts = []
+        if self.obj:
+            parts.append(self.obj)
+        if self.section is not None:
+            parts.append(self.section if self.offset is None else f"{self.section}+{self.offset:#x}")
+        if self.symbol:
+            parts.append(self.symbol)
+        return ": ".join(parts)
+
+    def render(self) -> str:
+        loc = self.location()
+        head = f"{PROG}: {self.severity}: " + (f"{loc}: " if loc else "") + self.message
+        return "\n".join([head, *(f">>> {note}" for note in self.notes)])
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"severity": self.severity, "code": self.code, "message": self.message}
+        for key in ("obj", "section", "offset", "symbol"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+def error(message: str, *, code: str = "", obj: str | None = None, section: str | None = None,
+          offset: int | None = None, symbol: str | None = None, notes: tuple[str, ...] = ()) -> Diagnostic:
+    return Diagnostic("error", message, obj, section, offset, symbol, code, notes)
+
+
+def warning(message: str, *, code: str = "", obj: str | None = None, section: str | None = None,
+            offset: int | None = None, symbol: str | None = None, notes: tuple[str, ...] = ()) -> Diagnostic:
+    return Diagnostic("warning", message, obj, section, offset, symbol, code, notes)
+
+
+class KlpLdError(Exception):
+    """Raised by a stage that cannot go on; carries every error it found."""
+
+    def __init__(self, *diagnostics: Diagnostic) -> None:
+        super().__init__("; ".join(d.render() for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+def fail(message: str, **where: object) -> KlpLdError:
+    """Shorthand for the common single-error case: `raise fail("bad thing", obj=path)`."""
+    return KlpLdError(error(message, **where))  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The ELF object model, its reader and its writer."""
