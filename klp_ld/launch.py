@@ -1,0 +1,68 @@
+"""The entry point kbuild calls: classify cheaply, and hand anything that is not ours to ld.
+
+Only `os` and `sys` are imported before the decision. A pass-through replaces this process with
+the real linker (`execv`), so ld's output, messages and exit status reach kbuild unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from klp_ld import cmdline, realld
+
+
+def _own_paths() -> tuple[str, ...]:
+    return (sys.argv[0], os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
+
+
+def _full_python() -> None:
+    """The wrapper starts Python without `site` for speed; real work needs site-packages."""
+    if "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
+def _complain(message: str) -> int:
+    sys.stderr.write(f"klp-ld: error: {message}\n")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    invoked_as = os.path.basename(argv[0]) if argv else "klp-ld"
+    args = argv[1:]
+    if args and args[0] == "check":
+        _full_python()
+        from klp_ld.cli import check_main
+
+        return check_main(args[1:])
+    if os.environ.get(realld.ACTIVE_MARKER):
+        return _complain("the real linker resolved to klp-ld itself; set --klp-real-ld=PATH or KLP_LD_REAL")
+    try:
+        cmd = cmdline.parse(args, os.environ, os.getcwd(), invoked_as)
+    except cmdline.UsageError as exc:
+        return _complain(str(exc))
+    opts = cmd.options
+    special = opts.help or opts.version or opts.print_include_dir or opts.print_sources
+    kind = cmdline.PROBE if special else cmdline.classify(cmd)
+    cmd.kind = kind
+    if kind in (cmdline.PROBE, cmdline.PASSTHROUGH) and not (special or opts.dry_run):
+        try:
+            path, argv0 = realld.find_real_ld(opts.real_ld, invoked_as, os.environ, _own_paths())
+        except realld.RealLdError as exc:
+            return _complain(str(exc))
+        os.environ[realld.ACTIVE_MARKER] = "1"
+        try:
+            os.execv(path, [argv0, *cmd.ld_argv])
+        except OSError as exc:
+            return _complain(f"cannot run {path}: {exc.strerror}")
+    _full_python()
+    from klp_ld.cli import run
+
+    return run(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
