@@ -7,6 +7,7 @@ them at once, so one run reports every problem instead of the first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 PROG = "klp-ld"
 
@@ -50,14 +51,17 @@ class Diagnostic:
         return out
 
 
-def error(message: str, *, code: str = "", obj: str | None = None, section: str | None = None,
-          offset: int | None = None, symbol: str | None = None, notes: tuple[str, ...] = ()) -> Diagnostic:
-    return Diagnostic("error", message, obj, section, offset, symbol, code, notes)
+def error(message: str, *, code: str = "", notes: tuple[str, ...] = (), **where: Any) -> Diagnostic:
+    """An error at `where` (obj, section, offset, symbol; each optional)."""
+    return Diagnostic("error", message, code=code, notes=notes, **where)
 
 
-def warning(message: str, *, code: str = "", obj: str | None = None, section: str | None = None,
-            offset: int | None = None, symbol: str | None = None, notes: tuple[str, ...] = ()) -> Diagnostic:
-    return Diagnostic("warning", message, obj, section, offset, symbol, code, notes)
+def warning(message: str, *, code: str = "", notes: tuple[str, ...] = (), **where: Any) -> Diagnostic:
+    return Diagnostic("warning", message, code=code, notes=notes, **where)
+
+
+def note(message: str, **where: Any) -> Diagnostic:
+    return Diagnostic("note", message, **where)
 
 
 class KlpLdError(Exception):
@@ -68,6 +72,6 @@ class KlpLdError(Exception):
         self.diagnostics = diagnostics
 
 
-def fail(message: str, **where: object) -> KlpLdError:
+def fail(message: str, **where: Any) -> KlpLdError:
     """Shorthand for the common single-error case: `raise fail("bad thing", obj=path)`."""
-    return KlpLdError(error(message, **where))  # type: ignore[arg-type]
+    return KlpLdError(error(message, **where))

@@ -118,9 +118,11 @@ def reloc_name(r_type: int) -> str:
 
 
 # arch/x86/kernel/module.c: apply_relocate_add accepts these and nothing else.
-KERNEL_RELOC_TYPES = frozenset({RX86.NONE, RX86.R64, RX86.R32, RX86.R32S, RX86.PC32, RX86.PLT32, RX86.PC64})
+KERNEL_RELOC_TYPES = frozenset(
+    {RX86.NONE, RX86.R64, RX86.R32, RX86.R32S, RX86.PC32, RX86.PLT32, RX86.PC64})
 
 # Width in bytes of the field each accepted type writes.
-RELOC_WIDTH = {RX86.R64: 8, RX86.PC64: 8, RX86.R32: 4, RX86.R32S: 4, RX86.PC32: 4, RX86.PLT32: 4}
+RELOC_WIDTH: dict[int, int] = {
+    RX86.R64: 8, RX86.PC64: 8, RX86.R32: 4, RX86.R32S: 4, RX86.PC32: 4, RX86.PLT32: 4}
 
 PC_RELATIVE = frozenset({RX86.PC32, RX86.PLT32, RX86.PC64})

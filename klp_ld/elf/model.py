@@ -187,20 +187,38 @@ class ElfObject:
                 best = sym
         return (best, offset - best.value) if best is not None else None
 
-    def remove_sections(self, doomed: set[Section]) -> None:
-        """Drop sections together with the relocation sections and symbols that depend on them."""
+    def remove_sections(self, doomed: set[Section]) -> list[tuple[Section, Rela]]:
+        """Drop sections with their relocation sections and the symbols defined in them.
+
+        Debug information may still describe a dropped symbol (an annotation array, say): such
+        relocations in non-ALLOC sections become R_X86_64_NONE, as the array no longer exists.
+        A relocation in an ALLOC section that refers to a dropped symbol is returned to the caller,
+        which must decide (it means loaded code or data used what is being removed).
+        """
         doomed = set(doomed)
         doomed.update(s for s in self.sections if s.type == SHT_RELA and s.info_section in doomed)
         self.sections = [s for s in self.sections if s not in doomed]
         for grp in self.sections:
             if grp.type == SHT_GROUP:
                 grp.members = [m for m in grp.members if m not in doomed]
-        dead_syms = {id(s) for s in self.symbols if s.section in doomed}
-        if dead_syms:
-            self.symbols = [s for s in self.symbols if id(s) not in dead_syms]
-            for rsec in self.rela_sections():
-                if any(r.symbol is not None and id(r.symbol) in dead_syms for r in rsec.relocs):
-                    raise ValueError(f"{self.path}: {rsec.name} refers to a symbol of a removed section")
+        dead = {id(s) for s in self.symbols if s.section in doomed}
+        users: list[tuple[Section, Rela]] = []
+        if not dead:
+            return users
+        for rsec in self.rela_sections():
+            target = rsec.info_section
+            for rela in rsec.relocs:
+                if rela.symbol is None or id(rela.symbol) not in dead:
+                    continue
+                if target is not None and target.is_alloc:
+                    users.append((target, rela))
+                else:
+                    rela.type = 0
+                    rela.symbol = None
+                    rela.addend = 0
+        if not users:
+            self.symbols = [s for s in self.symbols if id(s) not in dead]
+        return users
 
     def symtab_index_map(self) -> dict[int, int]:
         """id(symbol) -> index in the order the writer will emit (locals first, otherwise stable)."""

@@ -1,0 +1,116 @@
+"""The names that carry a livepatch identity through `ld -r`, and the kernel's limits on them.
+
+An identity is (the object whose load gates the relocation, the object that owns the symbol, the
+symbol's name, its position). Between the partial and the final link it lives only in the name
+of a weak undefined symbol, because that is all `ld -r` and modpost preserve:
+
+- `.klp.sym.<obj>.<name>,<pos>` when both objects are the same: already the kernel's own format;
+- `.klp.sym.rela.<lp_obj>.<sym_obj>.<name>,<pos>` when they differ (SUSE's split).
+
+The kernel parses `.klp.sym.%55[^.].%511[^,],%lu` and `.klp.rela.%55[^.]`
+(kernel/livepatch/core.c), which fixes every limit checked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from klp_ld.elf.consts import KSYM_NAME_LEN, MODULE_NAME_LEN
+
+KLP_SYM = ".klp.sym."
+KLP_SYM_RELA = ".klp.sym.rela."
+KLP_RELA = ".klp.rela."
+MODULE_RELOCS = ".klp.module_relocs."
+VMLINUX = "vmlinux"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Identity:
+    """Which kernel symbol a reference means, and which object's load applies the relocation."""
+
+    rela_obj: str
+    sym_obj: str
+    name: str
+    sympos: int
+
+    @property
+    def kernel_name(self) -> str:
+        """The SHN_LIVEPATCH symbol name the loader resolves."""
+        return f"{KLP_SYM}{self.sym_obj}.{self.name},{self.sympos}"
+
+    @property
+    def link_name(self) -> str:
+        """The weak undefined name that survives `ld -r` and modpost."""
+        if self.rela_obj == self.sym_obj:
+            return self.kernel_name
+        return f"{KLP_SYM_RELA}{self.rela_obj}.{self.sym_obj}.{self.name},{self.sympos}"
+
+    def rela_section(self, target: str) -> str:
+        return f"{KLP_RELA}{self.rela_obj}.{target}"
+
+
+def parse_identity(symbol: str) -> Identity | None:
+    """Read an identity back from a symbol name; None when it is not one.
+
+    Accepted spellings: `.klp.sym.<obj>.<name>,<pos>` and SUSE's
+    `.klp.sym.rela.<lp_obj>.<sym_obj>.<name>,<pos>` or `....<name>.<pos>` (their v3 used a dot
+    because binutils before 2.38 rejected commas in quoted operands).
+    """
+    if symbol.startswith(KLP_SYM_RELA):
+        rest = symbol[len(KLP_SYM_RELA):]
+        lp_obj, dot, rest = rest.partition(".")
+        sym_obj, dot2, rest = rest.partition(".")
+        if not (dot and dot2 and lp_obj and sym_obj):
+            return None
+        parsed = _split_position(rest, allow_dot=True)
+        if parsed is None:
+            return None
+        return Identity(lp_obj, sym_obj, parsed[0], parsed[1])
+    if symbol.startswith(KLP_SYM):
+        obj, dot, rest = symbol[len(KLP_SYM):].partition(".")
+        if not (dot and obj):
+            return None
+        parsed = _split_position(rest, allow_dot=False)
+        if parsed is None:
+            return None
+        return Identity(obj, obj, parsed[0], parsed[1])
+    return None
+
+
+def _split_position(text: str, *, allow_dot: bool) -> tuple[str, int] | None:
+    name, comma, pos = text.rpartition(",")
+    if not comma and allow_dot:
+        name, comma, pos = text.rpartition(".")
+    if not comma or not name or not pos.isdigit() or not pos.isascii():
+        return None
+    return name, int(pos)
+
+
+def objname_problem(objname: str) -> str | None:
+    """Why the kernel could not match this object name, with the spelling it would match."""
+    suggestion = objname
+    if suggestion.endswith(".ko"):
+        suggestion = suggestion[:-3]
+    suggestion = suggestion.replace("-", "_")
+    if not objname:
+        return "empty object name"
+    if suggestion != objname:
+        return (f"object name '{objname}' is not a kernel module name; "
+                f"the kernel names this module '{suggestion}'")
+    if "." in objname:
+        return f"object name '{objname}' contains '.', which the kernel's parser (%55[^.]) stops at"
+    if len(objname) > MODULE_NAME_LEN - 1:
+        return (f"object name '{objname}' is {len(objname)} characters; "
+                f"the kernel allows {MODULE_NAME_LEN - 1}")
+    return None
+
+
+def symbol_name_problem(name: str) -> str | None:
+    """Why `.klp.sym.<obj>.<name>,<pos>` would not parse for this symbol name."""
+    if not name:
+        return "empty symbol name"
+    if "," in name:
+        return f"symbol name '{name}' contains ',', which ends the name in the kernel's parser"
+    if len(name) > KSYM_NAME_LEN - 1:
+        return f"symbol name is {len(name)} characters; the kernel allows {KSYM_NAME_LEN - 1}"
+    return None
