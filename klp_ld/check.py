@@ -1,0 +1,65 @@
+"""`klp-ld check`: verify a finished livepatch module, whoever built it (klp-ld, kpatch, klp-build).
+
+The module is read back into the same conversions klp-ld would have made, so the same rules and
+site checks apply to every producer.
+"""
+
+from __future__ import annotations
+
+from klp_ld.convert import Conversion
+from klp_ld.diag import Diagnostic, error
+from klp_ld.elf.model import ElfObject
+from klp_ld.elf.read import read_elf_file
+from klp_ld.names import KLP_RELA, Identity, parse_identity
+from klp_ld.validate import check_module, check_sites
+
+
+def conversions_in(obj: ElfObject) -> tuple[list[Conversion], list[Diagnostic]]:
+    """The klp relocations of a converted module, as `Conversion`s."""
+    found: list[Conversion] = []
+    problems: list[Diagnostic] = []
+    for rsec in obj.rela_sections():
+        if not rsec.name.startswith(KLP_RELA):
+            continue
+        rela_obj = rsec.name[len(KLP_RELA):].split(".", 1)[0]
+        target = rsec.info_section
+        if target is None:
+            problems.append(error("livepatch relocation section has no target section (sh_info)",
+                                  code="klp-section-info", obj=obj.path, section=rsec.name))
+            continue
+        for rela in rsec.relocs:
+            sym = rela.symbol
+            parsed = parse_identity(sym.name) if sym is not None else None
+            if sym is None or parsed is None:
+                problems.append(error("livepatch relocation against a symbol whose name is not "
+                                      ".klp.sym.<obj>.<name>,<pos>", code="identity-malformed",
+                                      obj=obj.path, section=target.name, offset=rela.offset,
+                                      symbol=sym.name if sym is not None else None))
+                continue
+            identity = Identity(rela_obj, parsed.sym_obj, parsed.name, parsed.sympos)
+            found.append(Conversion(target.name, rela.offset, rela.type, rela.addend, identity, sym.name,
+                                    rsec.name))
+    return found, problems
+
+
+def check_object(obj: ElfObject) -> tuple[list[str], list[Diagnostic]]:
+    conversions, problems = conversions_in(obj)
+    problems += check_module(obj, conversions)
+    site_problems, records = check_sites(obj, conversions)
+    problems += site_problems
+    symbols = sorted({c.identity.kernel_name for c in conversions})
+    lines = [f"{obj.path}: {len(conversions)} livepatch relocation(s) in "
+             f"{len({c.klp_section for c in conversions})} section(s), {len(symbols)} symbol(s)"]
+    width = max((len(s) for s in symbols), default=0)
+    for name in symbols:
+        uses = [c for c in conversions if c.identity.kernel_name == name]
+        bad = sum(1 for r in records if not r.ok and any(r.offset == c.offset and r.section == c.section
+                                                         for c in uses))
+        lines.append(f"  {name:<{width}}  {len(uses):4d} site(s)  {'ok' if not bad else f'{bad} bad'}")
+    errors = sum(1 for p in problems if p.severity == "error")
+    lines.append(f"{obj.path}: {'OK' if not errors else f'{errors} error(s)'}")
+    return lines, problems
+
+
+def check_module_file(path: str) -> tuple[list[str], list[Diagnostic]]:
+    return check_object(read_elf_file(path))

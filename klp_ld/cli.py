@@ -1,0 +1,148 @@
+"""The printer: runs a classified command and turns results and failures into ld-style output.
+
+Diagnostics go to stderr as `klp-ld: error: ...`; stdout belongs to ld, except for `--dry-run`,
+whose plan is the output the user asked for. No other module prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+
+from klp_ld import __version__, cmdline, realld
+from klp_ld.cmdline import LinkCommand
+from klp_ld.diag import Diagnostic, KlpLdError
+from klp_ld.report import Report, append_json
+
+HELP = """\
+Usage: klp-ld [klp-ld options] [ld options] FILE...
+       klp-ld check MODULE.ko [--klp-symbols=PATH]...
+
+A drop-in LD for kbuild (make M=... LD=klp-ld) that turns livepatch annotations
+(KLP_MODULE_RELOC/KLP_SYMPOS, KLP_RELOC_SYMBOL, .klp.sym.* names) into the kernel's
+livepatch relocation format. Every other link is passed to the real ld unchanged.
+
+klp-ld options (each also settable as an environment variable):
+  --klp-real-ld=PATH        the real linker                      KLP_LD_REAL
+  --klp-symbols=PATH        a symbol source: /proc/kallsyms dump,  KLP_LD_SYMBOLS (a:b:c)
+                            System.map, Symbols.list, vmlinux, a module .ko
+  --klp-symvers=PATH        Module.symvers with the exports       KLP_LD_SYMVERS
+  --klp-report=PATH         append a JSON record of every decision KLP_LD_REPORT
+  --klp-verbose             print every decision while linking     KLP_LD_VERBOSE
+  --dry-run, --klp-dry-run  print the plan, write nothing          KLP_LD_DRY_RUN
+  --klp-keep-tmp            keep temporary files                   KLP_LD_KEEP_TMP
+  --klp-fatal-warnings      treat warnings as errors               KLP_LD_FATAL_WARNINGS
+  --klp-print-include-dir   print the directory of klp-ld's <klp-ld.h> and exit
+  --klp-print-sources       print the symbol sources found for this kernel and exit
+  --klp-help, --klp-version
+"""
+
+
+def include_dir() -> str:
+    return str(resources.files("klp_ld") / "include")
+
+
+def print_diagnostics(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) -> None:
+    for diag in diagnostics:
+        sys.stderr.write(diag.render() + "\n")
+
+
+def _own_paths() -> tuple[str, ...]:
+    return (sys.argv[0], os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
+
+
+def run(cmd: LinkCommand) -> int:
+    """Everything that is not a plain pass-through: info options, dry runs, livepatch links."""
+    opts = cmd.options
+    if opts.help:
+        sys.stdout.write(HELP)
+        return 0
+    if opts.version:
+        sys.stdout.write(f"klp-ld {__version__}\n")
+        return 0
+    if opts.print_include_dir:
+        sys.stdout.write(include_dir() + "\n")
+        return 0
+    try:
+        path, argv0 = realld.find_real_ld(opts.real_ld, cmd.invoked_as, os.environ, _own_paths())
+    except realld.RealLdError as exc:
+        sys.stderr.write(f"klp-ld: error: {exc}\n")
+        return 1
+    if cmd.kind in (cmdline.PROBE, cmdline.PASSTHROUGH):
+        return _dry_passthrough(cmd, argv0)
+    return _livepatch(cmd, path, argv0)
+
+
+def _dry_passthrough(cmd: LinkCommand, argv0: str) -> int:
+    sys.stdout.write(f"klp-ld: {cmd.kind}: nothing for klp-ld to do\n")
+    sys.stdout.write(f"klp-ld: would run: {' '.join([argv0, *cmd.ld_argv])}\n")
+    return 0
+
+
+def _livepatch(cmd: LinkCommand, path: str, argv0: str) -> int:
+    from klp_ld.pipeline import RealLd, Terminated, livepatch_link
+
+    opts = cmd.options
+    report = Report(kind=cmd.kind, cwd=cmd.cwd, argv=list(cmd.ld_argv), output=cmd.output,
+                    dry_run=opts.dry_run)
+    status = 1
+    try:
+        status = livepatch_link(cmd, RealLd(path, argv0), report)
+    except KlpLdError as exc:
+        report.status = "error"
+        report.diagnostics.extend(d for d in exc.diagnostics if d not in report.diagnostics)
+    except KeyboardInterrupt:
+        report.status = "interrupted"
+        status = 130
+    except Terminated:
+        report.status = "terminated"
+        status = 143
+    except OSError as exc:
+        report.status = "error"
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"klp-ld: error:{where} {exc.strerror or exc}\n")
+    warned = any(d.severity == "warning" for d in report.diagnostics)
+    if report.status == "ok" and opts.fatal_warnings and warned:
+        report.status = "error"
+        status = 1
+    if opts.dry_run or opts.verbose:
+        stream = sys.stdout if opts.dry_run else sys.stderr
+        stream.write("\n".join(report.lines()) + "\n")
+    print_diagnostics(report.diagnostics)
+    if report.status == "error":
+        status = 1
+    if opts.report:
+        try:
+            append_json(opts.report, report)
+        except OSError as exc:
+            sys.stderr.write(f"klp-ld: error: {opts.report}: cannot write report: {exc.strerror}\n")
+            status = status or 1
+    return status
+
+
+def check_main(args: list[str]) -> int:
+    """`klp-ld check MODULE.ko`: verify a livepatch module, whoever built it."""
+    from klp_ld.check import check_module_file
+
+    try:
+        options, rest = cmdline.split_options(args, os.environ)
+    except cmdline.UsageError as exc:
+        sys.stderr.write(f"klp-ld: error: {exc}\n")
+        return 2
+    if options.help or not rest:
+        sys.stdout.write(HELP)
+        return 0 if options.help else 2
+    worst = 0
+    for path in rest:
+        try:
+            lines, diagnostics = check_module_file(path)
+        except KlpLdError as exc:
+            print_diagnostics(exc.diagnostics)
+            worst = 1
+            continue
+        sys.stdout.write("\n".join(lines) + "\n")
+        print_diagnostics(diagnostics)
+        if any(d.severity == "error" for d in diagnostics):
+            worst = 1
+    return worst

@@ -1,0 +1,190 @@
+"""A livepatch link, stage by stage: read, harvest, rename, link, convert, validate, write.
+
+The user's files are never written: renamed objects are temporary copies, and the output is
+built next to its final path and moved there only when every check has passed, so a failure
+(ld's, ours, or a signal) leaves no partial output and keeps a previous good one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from klp_ld import cmdline
+from klp_ld.annotations import KLP_CONVERT, Harvest, harvest
+from klp_ld.cmdline import LinkCommand
+from klp_ld.convert import convert, has_work
+from klp_ld.diag import Diagnostic, KlpLdError, note
+from klp_ld.elf.model import ElfObject
+from klp_ld.elf.read import read_elf, read_elf_file
+from klp_ld.elf.write import write_elf
+from klp_ld.link import rewrite_argv, run_ld
+from klp_ld.names import Identity
+from klp_ld.rename import Rename, apply_renames
+from klp_ld.report import Report, SiteDecision
+from klp_ld.validate import check_module, check_sites
+
+
+@dataclass(frozen=True, slots=True)
+class RealLd:
+    path: str
+    argv0: str
+
+
+def _reason(dialect: str, section: str, offset: int) -> str:
+    if dialect == KLP_CONVERT:
+        return f"annotated at {section}+{offset:#x}"
+    return "SUSE KLP_RELOC_SYMBOL name" if dialect == "suse" else "identity named in the source"
+
+
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so that cleanup runs as it does for Ctrl-C."""
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _is_elf_object(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, str]:
+    """Harvest every input that mentions livepatch, rename in temporary copies.
+
+    Returns the inputs to replace: index into `cmd.expanded` -> path of the rewritten copy.
+    """
+    replaced: dict[int, str] = {}
+    problems: list[Diagnostic] = []
+    for n, index in enumerate(cmd.inputs):
+        display = cmd.expanded[index].value
+        path = os.path.join(cmd.cwd, display)
+        if not _is_elf_object(path) or not cmdline.mentions_livepatch(path):
+            continue
+        obj = read_elf_file(path, display)
+        found: Harvest = harvest(obj)
+        problems.extend(found.problems)
+        report.annotations.extend((display, a) for a in found.annotations)
+        wanted: dict[str, tuple[Identity, str]] = {
+            a.symbol: (a.identity, _reason(a.dialect, a.section, a.offset)) for a in found.annotations}
+        renames = apply_renames(obj, wanted)
+        if not renames:
+            continue
+        report.renames.extend(renames)
+        report.sites.extend(_site_decisions(obj, display, renames))
+        copy = os.path.join(tmpdir, f"{n:04d}-{os.path.basename(display)}")
+        _write_bytes(copy, write_elf(obj))
+        replaced[index] = copy
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise KlpLdError(*errors)
+    return replaced
+
+
+def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list[SiteDecision]:
+    by_new = {r.new: r for r in reversed(renames)}
+    out = []
+    for target, rela in obj.relocs_against():
+        sym = rela.symbol
+        if sym is None or sym.name not in by_new or target.name.startswith(".klp.module_relocs."):
+            continue
+        r = by_new[sym.name]
+        out.append(SiteDecision(display, target.name, rela.offset, rela.type, r.old, rela.addend, r.new,
+                                r.reason))
+    return out
+
+
+def _temp_output(output: str) -> str:
+    directory, base = os.path.split(output)
+    fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".klp-ld.tmp", dir=directory or ".")
+    os.close(fd)
+    return path
+
+
+def finish_module(path: str, display: str, report: Report) -> bytes | None:
+    """Convert the linked module at `path`; returns the new bytes, or None when there was nothing to do."""
+    with open(path, "rb") as f:
+        data = f.read()
+    obj = read_elf(data, display)
+    if not has_work(obj):
+        return None
+    result = convert(obj)
+    report.removed_sections.extend(result.removed_sections)
+    for conv in result.conversions:
+        report.sites.append(SiteDecision(display, conv.section, conv.offset, conv.r_type, conv.link_name,
+                                         conv.addend, f"{conv.klp_section} {conv.identity.kernel_name}",
+                                         "converted"))
+    problems = check_module(obj, result.conversions)
+    site_problems, records = check_sites(obj, result.conversions)
+    report.checks.extend(records)
+    problems.extend(site_problems)
+    report.diagnostics.extend(problems)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise KlpLdError(*errors)
+    return write_elf(obj)
+
+
+def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
+    """The partial or final link of a livepatch module; returns the exit status."""
+    output = os.path.join(cmd.cwd, cmd.output or "a.out")
+    opts = cmd.options
+    tmpdir = tempfile.mkdtemp(prefix="klp-ld-")
+    temp_out: str | None = None
+    try:
+        with _signals_raise():
+            replaced = prepare_inputs(cmd, tmpdir, report)
+            temp_out = os.path.join(tmpdir, "dry-run-output") if opts.dry_run else _temp_output(output)
+            argv = rewrite_argv(cmd, replaced, temp_out, tmpdir)
+            shown = rewrite_argv(cmd, replaced, cmd.output or "a.out", tmpdir)
+            report.ld_command = [ld.argv0, *shown]
+            status = run_ld(ld.path, ld.argv0, argv, cmd.cwd)
+            report.ld_status = status
+            if status != 0:
+                report.status = "ld-failed"
+                return status
+            if cmd.kind == cmdline.FINAL:
+                converted = finish_module(temp_out, cmd.output or output, report)
+                if converted is not None:
+                    if any(r.reason.startswith("annotated") for r in report.renames):
+                        report.diagnostics.append(note(
+                            "annotations were converted at the final link (a single-object module): "
+                            "modpost saw the plain names, so such a module builds only with "
+                            "KBUILD_MODPOST_WARN=1; make it a composite module (obj-m := foo.o, "
+                            "foo-y := foo_main.o) to keep modpost's checks", obj=cmd.output))
+                    if not opts.dry_run:
+                        _write_bytes(temp_out, converted)
+            if not opts.dry_run:
+                os.replace(temp_out, output)
+                temp_out = None
+            return 0
+    finally:
+        if temp_out is not None and not opts.dry_run and os.path.exists(temp_out):
+            os.unlink(temp_out)
+        if opts.keep_tmp:
+            report.diagnostics.append(note(f"temporary files kept in {tmpdir}"))
+        else:
+            shutil.rmtree(tmpdir, ignore_errors=True)
