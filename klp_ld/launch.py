@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     _full_python()
     from klp_ld.cli import run
 
-    return run(cmd)
+    try:
+        return run(cmd)
+    except Exception as exc:  # a bug of ours: still one line, and the cleanup already ran
+        if os.environ.get("KLP_LD_DEBUG"):
+            raise
+        return _complain(f"internal error: {type(exc).__name__}: {exc} (KLP_LD_DEBUG=1 shows where)")
 
 
 if __name__ == "__main__":

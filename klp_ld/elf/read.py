@@ -39,6 +39,9 @@ _SYM = struct.Struct("<IBBHQQ")
 _RELA = struct.Struct("<QQq")
 
 SectionAt = Callable[[int, str], Section]
+# Larger than any alignment a kernel object uses (page alignment is 4096); a corrupt value would
+# otherwise make the writer pad with gigabytes.
+MAX_ALIGN = 1 << 16
 
 
 def read_elf_file(path: str, display: str | None = None) -> ElfObject:
@@ -110,6 +113,9 @@ def _parse(data: bytes, name: str) -> ElfObject:
             raise fail("SHT_SYMTAB_SHNDX (more than 65279 sections) is not supported", obj=name)
         if sh_type == SHT_REL:
             raise fail(f"{sec_name}: SHT_REL sections are not used on x86_64", obj=name)
+        align = sh["sh_addralign"]
+        if align & (align - 1) or align > MAX_ALIGN:
+            raise fail(f"section {sec_name} has an implausible alignment {align:#x}", obj=name)
         body = b""
         if sh_type not in (SHT_NOBITS, SHT_NULL):
             start, size = sh["sh_offset"], sh["sh_size"]
