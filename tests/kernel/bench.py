@@ -1,0 +1,987 @@
+"""The kernel bench: build modules with kbuild and let a real Debian kernel, booted under QEMU, judge them.
+
+Unit tests can check the ELF that klp-ld writes, but only the kernel's module loader and livepatch core can
+say whether a module is right: whether its relocations resolve, its symbols are found and its patch
+enables. So this bench builds external modules exactly as users do (``make -C <headers> M=<dir> LD=...``),
+packs them into a busybox initramfs and boots the matching Debian kernel under QEMU. QEMU has to emulate
+the CPU (TCG; KVM is unavailable on the hosts this runs on), so a boot costs 5-15 s: many *cases* run in one
+boot, each fenced by markers on the serial console, with the kernel messages it caused.
+
+Everything comes from Debian packages: the headers are installed with apt-get, the kernel image is only
+downloaded and unpacked into a cache, never installed. When a piece cannot be had (no root, no apt, no
+network, no qemu), :class:`BenchUnavailable` says why in one line; the pytest fixtures turn it into a skip.
+
+Nothing here imports pytest, so the bench can be driven from a Python prompt while debugging.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import fcntl
+import gzip
+import math
+import os
+import re
+import shlex
+import shutil
+import stat
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+# The single place that names the kernels the bench supports: series -> pinned Debian kernel release.
+# The packages are linux-headers-<release> and linux-image-<release>-unsigned. When apt stops offering a
+# pinned pair, the bench falls back to the newest pair of the same series that apt offers.
+KERNELS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "6.1": "6.1.0-50-amd64",
+        "6.12": "6.12.117+deb12-amd64",
+    }
+)
+DEFAULT_SERIES: Final = "6.1"
+
+ENV_CACHE: Final = "KLP_LD_BENCH_CACHE"
+ENV_SHELL: Final = "KLP_LD_BENCH_SHELL"
+ENV_KEEP: Final = "KLP_LD_BENCH_KEEP"
+ENV_KERNEL: Final = "KLP_LD_KERNEL"
+
+# Host tools the bench runs, with the Debian package that provides each. busybox is checked apart: it must
+# be the static build, because the initramfs holds no shared libraries.
+_HOST_TOOLS: Final = (
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("cpio", "cpio"),
+    ("xz", "xz-utils"),
+    ("make", "make"),
+)
+
+# Where modules land in the guest. Tests write `insmod /mod/<name>.ko` in their cases.
+GUEST_MODULE_DIR: Final = "/mod"
+
+DEFAULT_BOOT_TIMEOUT: Final = 120.0
+_KALLSYMS_DUMP_TIME: Final = 90.0
+_KERNEL_APPEND: Final = "console=ttyS0 panic=-1 quiet loglevel=4"
+
+_CASE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+# CSI sequences, OSC strings, charset selection, then any other two-character escape (SeaBIOS sends ESC c).
+_ESCAPES: Final = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()*+][0-9A-Za-z]|[ -/]*[0-~])"
+)
+_DMESG_TIME: Final = re.compile(r"^\[\s*\d+\.\d+\] ?")
+_CASE_RESULT: Final = re.compile(
+    r"@@KLPBENCH-OUTPUT (?P<name>[^@\n]+)@@\n(?P<output>.*?)\n@@KLPBENCH-DMESG (?P=name)@@\n"
+    r"(?P<dmesg>.*?)\n@@KLPBENCH-END (?P=name) rc=(?P<rc>\d+)@@",
+    re.S,
+)
+_KALLSYMS_DUMP: Final = re.compile(r"@@KLPBENCH-KALLSYMS-BEGIN@@\n(.*?)\n@@KLPBENCH-KALLSYMS-END@@", re.S)
+_KBUILD_OUTPUTS: Final = (
+    "*.o", "*.ko", "*.ko.xz", "*.mod", "*.mod.c", ".*.cmd", "*.cmd", "modules.order", "Module.symvers",
+    ".tmp_versions", "build.log",
+)  # fmt: skip
+
+
+class BenchUnavailable(Exception):
+    """The bench cannot run on this machine; the message is one line naming what is missing."""
+
+
+class BenchError(RuntimeError):
+    """The bench itself went wrong (not the module under test): a broken dump, a malformed case list."""
+
+
+class BuildError(RuntimeError):
+    """kbuild failed. The message ends with the log tail; ``log`` holds all of it for finer assertions."""
+
+    def __init__(self, message: str, *, log: str, returncode: int | None) -> None:
+        super().__init__(message)
+        self.log = log
+        self.returncode = returncode
+
+
+# --------------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def headers_package(release: str) -> str:
+    return f"linux-headers-{release}"
+
+
+def image_package(release: str) -> str:
+    return f"linux-image-{release}-unsigned"
+
+
+def headers_dir(release: str) -> Path:
+    return Path("/usr/src") / f"linux-headers-{release}"
+
+
+def parse_series(value: str | None) -> tuple[str, ...]:
+    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "all", "6.1,6.12") into series names.
+
+    Raises ValueError for an unknown series, so a typo fails loudly instead of testing nothing.
+    """
+    text = (value or "").strip() or DEFAULT_SERIES
+    if text == "all":
+        return tuple(KERNELS)
+    chosen: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item not in KERNELS:
+            raise ValueError(f"unknown kernel series {item!r}: choose {', '.join(KERNELS)} or all")
+        if item not in chosen:
+            chosen.append(item)
+    return tuple(chosen)
+
+
+def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get(name, "")
+    return value.strip().lower() not in ("", "0", "no", "false", "off")
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The directory holding one subdirectory per kernel release (image tree, kallsyms dump)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(ENV_CACHE, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "klp-ld" / "bench"
+
+
+def strip_escapes(text: str) -> str:
+    """Drop terminal escapes and carriage returns, which SeaBIOS and the tty add around console lines."""
+    return _ESCAPES.sub("", text).replace("\r", "")
+
+
+def kallsyms_addresses(source: Path | str | Iterable[str], name: str, module: str | None = None) -> list[int]:
+    """Addresses of every symbol called ``name`` in /proc/kallsyms order.
+
+    ``source`` is a kallsyms file, the text of one (e.g. a case's output) or its lines. ``module=None``
+    keeps vmlinux symbols only (lines without a ``[module]`` field), as livepatch's object "vmlinux" does;
+    otherwise only that module's. Position N (klp's sympos) is index N-1 of the result; addresses move with
+    KASLR on every boot, positions do not.
+    """
+    if isinstance(source, Path):
+        lines: Iterable[str] = source.read_text().splitlines()
+    elif isinstance(source, str):
+        lines = source.splitlines()
+    else:
+        lines = source
+    found: list[int] = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3 or fields[2] != name:
+            continue
+        owner = fields[3].strip("[]") if len(fields) > 3 else None
+        if owner == module:
+            found.append(int(fields[0], 16))
+    return found
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run(
+    cmd: Sequence[str], *, timeout: float, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a host command with stdout and stderr merged, never raising for a missing tool or a timeout.
+
+    Setup failures must become one-line skip reasons, so the caller looks at the return code only.
+    """
+    try:
+        return subprocess.run(
+            list(cmd), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", timeout=timeout,
+            check=False,
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        return subprocess.CompletedProcess(list(cmd), 127, f"{exc}\n")
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output or ""
+        return subprocess.CompletedProcess(list(cmd), 124, f"{out}\ntimed out after {timeout:.0f} s\n")
+
+
+def _reason(output: str) -> str:
+    """The line of a failed command's output most worth quoting in a one-line skip reason."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("E:", "dpkg:", "error", "Err:"))]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise setup between pytest processes (xdist workers, two terminals) sharing one cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _is_static_elf(path: Path) -> bool:
+    """True for an ELF64 executable without PT_INTERP: only such a busybox runs in a bare initramfs."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(64)
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+                return False
+            (phoff,) = struct.unpack_from("<Q", header, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
+            handle.seek(phoff)
+            table = handle.read(phentsize * phnum)
+    except OSError:
+        return False
+    if phentsize < 4 or len(table) < phentsize * phnum:
+        return False
+    pt_interp = 3
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != pt_interp for i in range(phnum))
+
+
+def _static_busybox() -> Path | None:
+    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
+        if candidate and _is_static_elf(Path(candidate)):
+            return Path(candidate).resolve()
+    return None
+
+
+def _missing_host_packages() -> list[str]:
+    missing = [package for tool, package in _HOST_TOOLS if shutil.which(tool) is None]
+    if _static_busybox() is None:
+        missing.append("busybox-static")
+    return missing
+
+
+def _release_key(release: str) -> tuple[int, ...]:
+    return tuple(int(number) for number in re.findall(r"\d+", release))
+
+
+def _series_image_pattern(series: str) -> str:
+    """A regex valid both for `apt-cache search` (POSIX ERE) and Python, matching the series' generic
+    amd64 flavour only (not -rt-/-cloud-, and "6.1" must not match "6.12")."""
+    return rf"^linux-image-({re.escape(series)}(\.[0-9]+)*(-[0-9]+)?(\+deb[0-9]+)?-amd64)-unsigned$"
+
+
+# --------------------------------------------------------------------------------------------------------
+# apt
+
+
+@dataclass
+class _Apt:
+    """apt-get and apt-cache, plus the single `apt-get update` that a machine with empty lists needs."""
+
+    updated: bool = False
+
+    @staticmethod
+    def present() -> bool:
+        return all(shutil.which(tool) for tool in ("apt-get", "apt-cache", "dpkg"))
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+    def update(self) -> bool:
+        """Refresh the package lists once per setup; False when that is impossible or already done."""
+        if self.updated or not _is_root() or not self.present():
+            return False
+        self.updated = True
+        return _run(["apt-get", "update"], timeout=900, env=self._env()).returncode == 0
+
+    def offered(self, packages: Sequence[str]) -> set[str]:
+        """The packages among ``packages`` that apt has an install candidate for."""
+        if not packages:
+            return set()
+        proc = _run(["apt-cache", "policy", *packages], timeout=300)
+        found: set[str] = set()
+        current: str | None = None
+        for line in proc.stdout.splitlines():
+            if line and not line[0].isspace() and line.endswith(":"):
+                current = line[:-1]
+            elif current and line.strip().startswith("Candidate:"):
+                if line.split(":", 1)[1].strip() not in ("", "(none)"):
+                    found.add(current)
+                current = None
+        return found
+
+    def search(self, pattern: str) -> list[str]:
+        proc = _run(["apt-cache", "search", "--names-only", pattern], timeout=300)
+        return [line.split(" - ", 1)[0].strip() for line in proc.stdout.splitlines() if " - " in line]
+
+    def install(self, packages: Sequence[str]) -> None:
+        if not packages:
+            return
+        wanted = " ".join(packages)
+        if not self.present():
+            raise BenchUnavailable(f"{wanted} missing and there is no apt-get to install it")
+        if not _is_root():
+            raise BenchUnavailable(f"{wanted} missing and not root, so apt-get cannot install it")
+        # Wait for a concurrent apt/dpkg (another worker, an unattended upgrade) instead of failing at once.
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600"]
+        cmd += packages
+        proc = _run(cmd, timeout=1800, env=self._env())
+        if proc.returncode != 0 and self.update():
+            proc = _run(cmd, timeout=1800, env=self._env())
+        if proc.returncode != 0:
+            raise BenchUnavailable(f"apt-get install {wanted} failed: {_reason(proc.stdout)}")
+
+    def download(self, package: str, directory: Path) -> Path:
+        cmd = ["apt-get", "download", package]
+        proc = _run(cmd, cwd=directory, timeout=1800, env=self._env())
+        if proc.returncode != 0 and self.update():
+            proc = _run(cmd, cwd=directory, timeout=1800, env=self._env())
+        debs = sorted(directory.glob(f"{package}_*.deb"))
+        if proc.returncode != 0 or not debs:
+            raise BenchUnavailable(f"apt-get download {package} failed: {_reason(proc.stdout)}")
+        return debs[-1]
+
+
+def _headers_installed(release: str) -> bool:
+    return (headers_dir(release) / "Makefile").is_file()
+
+
+def _image_ready(release_cache: Path, release: str) -> bool:
+    boot = release_cache / "image" / "boot"
+    return (boot / f"vmlinuz-{release}").is_file() and (boot / f"System.map-{release}").is_file()
+
+
+def _resolve_release(series: str, root: Path, apt: _Apt) -> str:
+    """The pinned release when it is usable, else the newest pair of the series that apt offers.
+
+    A release is usable when its headers are installed or offered and its image is cached or offered; a
+    cached, installed pinned release needs no apt at all, so a prepared machine works offline.
+    """
+    pinned = KERNELS[series]
+    if _headers_installed(pinned) and _image_ready(root / pinned, pinned):
+        return pinned
+    if not apt.present():
+        raise BenchUnavailable(f"{pinned}: headers not installed or image not cached, and no apt to get them")
+
+    def usable(release: str, offered: set[str]) -> bool:
+        headers = _headers_installed(release) or headers_package(release) in offered
+        image = _image_ready(root / release, release) or image_package(release) in offered
+        return headers and image
+
+    pattern = _series_image_pattern(series)
+    for _ in range(2):
+        if usable(pinned, apt.offered([headers_package(pinned), image_package(pinned)])):
+            return pinned
+        matches = (re.match(pattern, name) for name in apt.search(pattern))
+        releases = sorted({m.group(1) for m in matches if m}, key=_release_key, reverse=True)
+        offered = apt.offered([p for r in releases for p in (headers_package(r), image_package(r))])
+        for release in releases:
+            if usable(release, offered):
+                return release
+        if not apt.update():
+            break
+    raise BenchUnavailable(
+        f"apt offers neither {headers_package(pinned)} + {image_package(pinned)} nor another {series} pair"
+    )
+
+
+def _ensure_image(release: str, release_cache: Path, apt: _Apt) -> Path:
+    """Download and unpack the image package into the cache (never install it) and return the tree.
+
+    The tree is unpacked beside its final place and renamed into it, so a killed run leaves no half tree.
+    """
+    image = release_cache / "image"
+    if _image_ready(release_cache, release):
+        return image
+    if not apt.present():
+        raise BenchUnavailable(f"{image_package(release)} is not cached and there is no apt-get to fetch it")
+    release_cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=release_cache))
+    try:
+        deb = apt.download(image_package(release), staging)
+        proc = _run(["dpkg", "-x", str(deb), str(staging / "image")], timeout=900)
+        if proc.returncode != 0:
+            raise BenchUnavailable(f"dpkg -x {deb.name} failed: {_reason(proc.stdout)}")
+        if image.exists():
+            shutil.rmtree(image)
+        (staging / "image").rename(image)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not _image_ready(release_cache, release):
+        raise BenchUnavailable(f"{image_package(release)} has no boot/vmlinuz-{release} or System.map")
+    return image
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cases and results
+
+
+@dataclass(frozen=True)
+class Case:
+    """Shell commands run in the guest as one script under ``set -e``, fenced by console markers.
+
+    The status is the first failing command's (0 when all succeed). Commands run from ``/`` with the
+    modules under ``/mod``; ``timeout`` (seconds) kills a hung case so the next ones still run.
+    """
+
+    name: str
+    commands: Sequence[str]
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not _CASE_NAME.fullmatch(self.name):
+            raise ValueError(f"case name {self.name!r}: use letters, digits and _.+- (at most 64)")
+        commands = (self.commands,) if isinstance(self.commands, str) else tuple(self.commands)
+        object.__setattr__(self, "commands", commands)
+
+    def script(self) -> str:
+        return "set -e\ncd /\n" + "\n".join(self.commands) + "\n"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What one case did: its output (stdout and stderr), status and the kernel messages it caused.
+
+    ``rc`` is None when the case never finished: the guest crashed, hung or was killed on timeout; then
+    ``console_tail`` holds the last console lines, usually the kernel's last words.
+    """
+
+    case: Case
+    rc: int | None
+    output: str = ""
+    dmesg: tuple[str, ...] = ()
+    console_tail: str = ""
+    stop_reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.case.name
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def dmesg_with(self, text: str) -> list[str]:
+        return [line for line in self.dmesg if text in line]
+
+    def explain(self, what: str = "") -> str:
+        """A failure message showing the commands, their output and the kernel's own words."""
+        if self.rc is None:
+            status = f"did not finish ({self.stop_reason or 'the guest stopped'})"
+        elif self.rc == 143:
+            status = f"was killed after its {self.case.timeout:.0f} s timeout (status 143)"
+        else:
+            status = f"exited with status {self.rc}"
+        parts = [f"case {self.name!r} {status}" + (f": {what}" if what else "")]
+        parts.append("  commands:\n" + _indent("\n".join(f"$ {c}" for c in self.case.commands)))
+        output = _tail(self.output, 40)
+        parts.append("  output:\n" + _indent(output) if output.strip() else "  output: (none)")
+        if self.dmesg:
+            parts.append("  kernel log during the case:\n" + _indent("\n".join(self.dmesg[-60:])))
+        elif self.rc is not None:
+            parts.append("  kernel log during the case: (nothing)")
+        if self.console_tail:
+            parts.append("  last console lines:\n" + _indent(self.console_tail))
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class BootResult:
+    """All cases of one boot, by name: ``result["seed"].rc``, ``result["seed"].explain()``."""
+
+    release: str
+    cases: Mapping[str, CaseResult]
+    console: str
+    completed: bool
+    timed_out: bool
+    seconds: float
+    boot_dir: Path | None = None
+
+    def __getitem__(self, name: str) -> CaseResult:
+        return self.cases[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.cases
+
+    def __iter__(self) -> Iterator[CaseResult]:
+        return iter(self.cases.values())
+
+    def failures(self) -> list[CaseResult]:
+        return [result for result in self.cases.values() if not result.ok]
+
+
+def parse_console(
+    raw: str, cases: Sequence[Case], *, release: str = "", timed_out: bool = False, seconds: float = 0.0
+) -> BootResult:
+    """Split a cleaned (or raw) console log into per-case results.
+
+    Results are read from marker-fenced blocks that the guest prints with console logging turned down,
+    so kernel messages cannot interleave with them. A case whose block is missing gets ``rc=None``.
+    """
+    console = strip_escapes(raw)
+    found: dict[str, tuple[int, str, tuple[str, ...]]] = {}
+    for match in _CASE_RESULT.finditer(console):
+        dmesg = tuple(_DMESG_TIME.sub("", line) for line in match["dmesg"].splitlines() if line.strip())
+        found[match["name"]] = (int(match["rc"]), match["output"], dmesg)
+    completed = "@@KLPBENCH-DONE@@" in console
+    if timed_out:
+        reason = f"QEMU was killed after {seconds:.0f} s"
+    elif "@@KLPBENCH-INIT" not in console:
+        reason = "the guest never reached the bench's /init"
+    elif "Kernel panic" in console:
+        reason = "the kernel panicked"
+    else:
+        reason = "the guest stopped before this case ended"
+    tail = _tail(console, 50)
+    results: dict[str, CaseResult] = {}
+    for case in cases:
+        if case.name in found:
+            rc, output, dmesg = found[case.name]
+            results[case.name] = CaseResult(case, rc, output, dmesg)
+        else:
+            started = f"@@KLPBENCH-BEGIN {case.name}@@" in console
+            why = reason if started or timed_out else f"{reason}; the case never started"
+            results[case.name] = CaseResult(case, None, console_tail=tail, stop_reason=why)
+    return BootResult(release, MappingProxyType(results), console, completed, timed_out, seconds)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Initramfs
+
+
+@dataclass
+class _Initramfs:
+    """A newc cpio archive built in memory: no staging tree, no cpio binary, exact modes and device nodes."""
+
+    entries: dict[str, tuple[int, bytes, int, int]] = field(default_factory=dict)
+
+    def _parents(self, path: str) -> None:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in self.entries:
+            self.entries[parent] = (stat.S_IFDIR | 0o755, b"", 0, 0)
+            parent = parent.rpartition("/")[0]
+
+    def add(self, path: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        name = path.strip("/")
+        if not name:
+            raise ValueError(f"bad initramfs path {path!r}")
+        self._parents(name)
+        self.entries[name] = (mode, data, *rdev)
+
+    def directory(self, path: str) -> None:
+        self.add(path, stat.S_IFDIR | 0o755)
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.add(path, stat.S_IFREG | mode, data)
+
+    def symlink(self, path: str, target: str) -> None:
+        self.add(path, stat.S_IFLNK | 0o777, target.encode())
+
+    def pack(self) -> bytes:
+        out = bytearray()
+
+        def emit(ino: int, name: str, mode: int, data: bytes, major: int, minor: int) -> None:
+            encoded = name.encode() + b"\0"
+            nlink = 2 if stat.S_ISDIR(mode) else 1
+            fields = (ino, mode, 0, 0, nlink, 0, len(data), 0, 0, major, minor, len(encoded), 0)
+            out.extend(b"070701" + "".join(f"{v:08x}" for v in fields).encode() + encoded)
+            out.extend(b"\0" * (-len(out) % 4))
+            out.extend(data)
+            out.extend(b"\0" * (-len(out) % 4))
+
+        for ino, name in enumerate(sorted(self.entries), start=1):
+            emit(ino, name, *self.entries[name])
+        emit(0, "TRAILER!!!", 0, b"", 0, 0)
+        return gzip.compress(bytes(out), compresslevel=6, mtime=0)
+
+
+def _init_script(cases: Sequence[Case], *, dump_kallsyms: bool, shell: bool) -> str:
+    """The guest's /init: mount, optionally dump kallsyms, run each case, power off (or open a shell).
+
+    While a case runs the console keeps the boot's loglevel, so errors and oopses reach the raw console
+    log; while results are printed it is turned down to 1 so no kernel line can split a marker block.
+    """
+    lines = [
+        "#!/bin/sh",
+        "export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root",
+        "mount -t proc proc /proc",
+        "mount -t sysfs sysfs /sys",
+        "mount -t devtmpfs devtmpfs /dev",
+        "mount -t tmpfs tmpfs /tmp",
+        "mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null",
+        "mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null",
+        "echo 0 > /proc/sys/kernel/kptr_restrict",
+        "level=$(cut -f1 /proc/sys/kernel/printk)",
+        'echo "@@KLPBENCH-INIT $(uname -r)@@"',
+        "run_case() {",
+        '    echo "@@KLPBENCH-BEGIN $1@@"',
+        "    dmesg -c > /dev/null",
+        '    timeout "$3" sh "$2" > /tmp/case.out 2>&1 < /dev/null',
+        "    rc=$?",
+        "    dmesg > /tmp/case.dmesg",
+        "    dmesg -n 1",
+        '    echo "@@KLPBENCH-OUTPUT $1@@"',
+        "    cat /tmp/case.out",
+        "    printf '\\n@@KLPBENCH-DMESG %s@@\\n' \"$1\"",
+        "    cat /tmp/case.dmesg",
+        '    printf \'\\n@@KLPBENCH-END %s rc=%s@@\\n\' "$1" "$rc"',
+        '    dmesg -n "$level"',
+        "}",
+    ]
+    if dump_kallsyms:
+        lines += [
+            "dmesg -n 1",
+            "echo @@KLPBENCH-KALLSYMS-BEGIN@@",
+            "gzip -c /proc/kallsyms | base64",
+            "echo @@KLPBENCH-KALLSYMS-END@@",
+            'dmesg -n "$level"',
+        ]
+    for index, case in enumerate(cases):
+        limit = max(1, math.ceil(case.timeout))
+        lines.append(f"run_case {case.name} /bench/case-{index}.sh {limit}")
+    lines.append("echo @@KLPBENCH-DONE@@")
+    if shell:
+        lines += [
+            "echo 'klp-ld bench: debug shell; modules are in /mod, cases in /bench; exit powers off'",
+            "export PS1='klp-bench# '",
+            "setsid cttyhack sh",
+        ]
+    lines.append("poweroff -f")
+    return "\n".join(lines) + "\n"
+
+
+def _decode_kallsyms(console: str) -> bytes | None:
+    match = _KALLSYMS_DUMP.search(console)
+    if not match:
+        return None
+    try:
+        data = gzip.decompress(base64.b64decode("".join(match.group(1).split()), validate=True))
+    except (ValueError, OSError, EOFError):
+        return None
+    lines = data.decode(errors="replace").splitlines()
+    if len(lines) < 1000 or any(len(line.split()) < 3 for line in lines):
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------------------------------------
+# Builds
+
+
+@dataclass(frozen=True)
+class Built:
+    """A finished kbuild run: its directory, the ``.ko`` files in modules.order order, the full log.
+
+    Iterating yields the module paths, so a ``Built`` can be passed straight to ``Bench.boot(files=...)``.
+    """
+
+    directory: Path
+    modules: tuple[Path, ...]
+    log: str
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.modules)
+
+    def module(self, name: str) -> Path:
+        """The built module called ``name`` (with or without ``.ko``; '-' and '_' are the same)."""
+        wanted = name.removesuffix(".ko").replace("-", "_")
+        for path in self.modules:
+            if path.name.removesuffix(".ko").replace("-", "_") == wanted:
+                return path
+        raise KeyError(f"{name}: not among {', '.join(p.name for p in self.modules)}")
+
+
+def _built_modules(directory: Path) -> tuple[Path, ...]:
+    """The modules kbuild says it built (6.1 lists ``x.ko`` in modules.order, 6.12 ``x.o``)."""
+    order = directory / "modules.order"
+    found: list[Path] = []
+    if order.is_file():
+        for line in order.read_text().splitlines():
+            if line.strip():
+                path = Path(line.strip())
+                path = path if path.is_absolute() else directory / path
+                ko = path.with_suffix(".ko")
+                if ko.is_file() and ko not in found:
+                    found.append(ko)
+    return tuple(found) or tuple(sorted(directory.rglob("*.ko")))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The bench
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A ready kernel of one series: headers to build against, an image to boot, a cache and a workdir."""
+
+    series: str
+    release: str
+    headers: Path
+    cache: Path
+    image: Path
+    workdir: Path
+    busybox: Path
+    qemu: str
+    keep: bool = False
+    shell: bool = False
+
+    @classmethod
+    def prepare(
+        cls,
+        series: str,
+        workdir: Path,
+        *,
+        cache: Path | None = None,
+        keep: bool | None = None,
+        shell: bool | None = None,
+    ) -> Bench:
+        """Get every piece for ``series`` (installing or downloading what is missing) or raise
+        BenchUnavailable. ``cache`` defaults to :func:`cache_root`; ``keep``/``shell`` to the
+        KLP_LD_BENCH_KEEP/KLP_LD_BENCH_SHELL environment variables."""
+        if series not in KERNELS:
+            raise ValueError(f"unknown kernel series {series!r}: choose {', '.join(KERNELS)}")
+        machine = os.uname().machine
+        if machine != "x86_64":
+            raise BenchUnavailable(f"the bench boots amd64 kernels and needs an x86_64 host, not {machine}")
+        root = cache if cache is not None else cache_root()
+        apt = _Apt()
+        with _file_lock(root / ".setup.lock"):
+            release = _resolve_release(series, root, apt)
+            missing = _missing_host_packages()
+            if not _headers_installed(release):
+                missing.append(headers_package(release))
+            apt.install(missing)
+            still = _missing_host_packages()
+            if not _headers_installed(release):
+                still.append(headers_package(release))
+            if still:
+                raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
+            image = _ensure_image(release, root / release, apt)
+        busybox = _static_busybox()
+        qemu = shutil.which("qemu-system-x86_64")
+        if busybox is None or qemu is None:
+            raise BenchUnavailable("qemu-system-x86_64 or a static busybox vanished during setup")
+        workdir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            series=series, release=release, headers=headers_dir(release), cache=root / release, image=image,
+            workdir=workdir, busybox=busybox, qemu=qemu,
+            keep=env_flag(ENV_KEEP) if keep is None else keep,
+            shell=env_flag(ENV_SHELL) if shell is None else shell,
+        )  # fmt: skip
+
+    # -- image pieces ------------------------------------------------------------------------------------
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.image / "boot" / f"vmlinuz-{self.release}"
+
+    @property
+    def system_map(self) -> Path:
+        return self.image / "boot" / f"System.map-{self.release}"
+
+    @property
+    def modules_dir(self) -> Path:
+        """The image's /lib/modules/<release> tree (``kernel/drivers/net/dummy.ko[.xz]`` and the rest)."""
+        for base in ("lib", "usr/lib"):
+            candidate = self.image / base / "modules" / self.release
+            if candidate.is_dir():
+                return candidate
+        raise BenchError(f"no lib/modules/{self.release} in {self.image}")
+
+    def image_module(self, path: str) -> Path:
+        """A module shipped with the kernel, e.g. ``"drivers/net/dummy"``: ``dummy.ko`` on 6.1 and
+        ``dummy.ko.xz`` on 6.12 (busybox insmod and the kernel take either)."""
+        base = self.modules_dir / "kernel" / path.removesuffix(".ko")
+        for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
+            candidate = base.with_name(base.name + suffix)
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{path}: no such module in {self.modules_dir / 'kernel'}")
+
+    # -- building ----------------------------------------------------------------------------------------
+
+    def build(
+        self,
+        source: Path,
+        *,
+        ld: str | os.PathLike[str] | None = None,
+        make_vars: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        jobs: int | None = None,
+        timeout: float = 600.0,
+    ) -> Built:
+        """Build the external module in ``source`` with kbuild, in a fresh copy under the workdir.
+
+        ``ld`` becomes ``LD=`` (None keeps kbuild's default); ``make_vars`` are more ``NAME=value`` make
+        arguments (``KBUILD_MODPOST_WARN``, ``V``); ``env`` is added to the environment. A copy keeps the
+        source tree clean and lets several builds of one source coexist.
+        """
+        source = Path(source)
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source}: no such module source directory")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(prefix=f"build-{source.name}-", dir=self.workdir))
+        ignore = shutil.ignore_patterns(*_KBUILD_OUTPUTS)
+        shutil.copytree(source, directory, dirs_exist_ok=True, ignore=ignore)
+        cmd = ["make", "-C", str(self.headers), f"M={directory}"]
+        if ld is not None:
+            cmd.append(f"LD={os.fspath(ld)}")
+        cmd += [f"{name}={value}" for name, value in (make_vars or {}).items()]
+        cmd += [f"-j{jobs or os.cpu_count() or 1}", "modules"]
+        started = time.monotonic()
+        proc = _run(cmd, timeout=timeout, env={**os.environ, **(env or {})})
+        log = f"$ {shlex.join(cmd)}\n{proc.stdout}"
+        (directory / "build.log").write_text(log)
+        if proc.returncode != 0:
+            raise BuildError(
+                f"kbuild failed (status {proc.returncode}, {time.monotonic() - started:.1f} s) for {source}\n"
+                f"log {directory / 'build.log'}, last lines:\n{_tail(log, 40)}",
+                log=log, returncode=proc.returncode,
+            )  # fmt: skip
+        modules = _built_modules(directory)
+        if not modules:
+            raise BuildError(f"kbuild built no .ko for {source}\n{_tail(log, 40)}", log=log, returncode=0)
+        return Built(directory, modules, log)
+
+    # -- booting -----------------------------------------------------------------------------------------
+
+    def boot(
+        self,
+        cases: Sequence[Case],
+        files: Built | Iterable[Path | Built] = (),
+        *,
+        extra_files: Mapping[str, Path | bytes | str] | None = None,
+        append: str = "",
+        timeout: float | None = None,
+    ) -> BootResult:
+        """Boot the kernel once and run ``cases`` in order.
+
+        ``files`` (paths or Built results) go to ``/mod/<file name>``; ``extra_files`` maps guest paths to
+        host files or contents; ``append`` adds kernel parameters. Guest failures (a case failing, a
+        panic, a hang killed after ``timeout`` seconds) are reported in the result, never raised.
+        """
+        names = [case.name for case in cases]
+        if len(set(names)) != len(names):
+            raise BenchError(f"case names must be unique: {names}")
+        kallsyms = self.cache / "kallsyms"
+        dump = not kallsyms.is_file()
+        limit = timeout if timeout is not None else DEFAULT_BOOT_TIMEOUT
+        if dump:
+            limit += _KALLSYMS_DUMP_TIME
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        boot_dir = Path(tempfile.mkdtemp(prefix="boot-", dir=self.workdir))
+        try:
+            initrd = boot_dir / "initrd.cpio.gz"
+            initrd.write_bytes(self._initramfs(cases, files, extra_files or {}, dump=dump))
+            result = self._run_qemu(cases, initrd, boot_dir, append=append, timeout=limit)
+            (boot_dir / "console.log").write_text(result.console)
+            if dump:
+                data = _decode_kallsyms(result.console)
+                if data is not None:
+                    partial = kallsyms.with_name(f".kallsyms.{os.getpid()}")
+                    partial.write_bytes(data)
+                    partial.replace(kallsyms)
+        finally:
+            if not self.keep:
+                shutil.rmtree(boot_dir, ignore_errors=True)
+        return dataclasses.replace(result, boot_dir=boot_dir) if self.keep else result
+
+    def kallsyms(self) -> Path:
+        """The guest's /proc/kallsyms with no module loaded, dumped once per release and cached.
+
+        Tests take symbol names and positions from it (see :func:`kallsyms_addresses`); its addresses
+        belong to the boot that made it, so compare addresses only with a dump from the same boot.
+        """
+        path = self.cache / "kallsyms"
+        if path.is_file():
+            return path
+        with _file_lock(self.cache / ".kallsyms.lock"):
+            if not path.is_file():
+                result = self.boot([])
+                if not path.is_file():
+                    tail = _tail(result.console, 30)
+                    raise BenchError(f"no kallsyms dump from the guest; console tail:\n{tail}")
+        return path
+
+    def _initramfs(
+        self,
+        cases: Sequence[Case],
+        files: Built | Iterable[Path | Built],
+        extra: Mapping[str, Path | bytes | str],
+        *,
+        dump: bool,
+    ) -> bytes:
+        archive = _Initramfs()
+        for directory in ("dev", "proc", "sys", "tmp", "root", "etc", "run", "bench", GUEST_MODULE_DIR):
+            archive.directory(directory)
+        archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+        archive.file("bin/busybox", self.busybox.read_bytes(), 0o755)
+        applets = _run([str(self.busybox), "--list-full"], timeout=30).stdout.split()
+        for applet in applets:
+            if applet.strip("/") != "bin/busybox":
+                archive.symlink(applet, "/bin/busybox")
+        archive.symlink("bin/sh", "/bin/busybox")
+        archive.file("init", _init_script(cases, dump_kallsyms=dump, shell=self.shell).encode(), 0o755)
+        for index, case in enumerate(cases):
+            archive.file(f"bench/case-{index}.sh", case.script().encode(), 0o755)
+        paths: list[Path] = []
+        for item in [files] if isinstance(files, Built) else files:
+            paths.extend(item if isinstance(item, Built) else [Path(item)])
+        seen: dict[str, Path] = {}
+        for path in paths:
+            if path.name in seen and seen[path.name] != path:
+                clash = f"{seen[path.name]} and {path}"
+                raise BenchError(f"{clash} would both be {GUEST_MODULE_DIR}/{path.name}")
+            seen[path.name] = path
+            archive.file(f"{GUEST_MODULE_DIR}/{path.name}", path.read_bytes())
+        for guest, content in extra.items():
+            if isinstance(content, Path):
+                archive.file(guest, content.read_bytes(), 0o755 if os.access(content, os.X_OK) else 0o644)
+            else:
+                archive.file(guest, content.encode() if isinstance(content, str) else content)
+        return archive.pack()
+
+    def _run_qemu(
+        self, cases: Sequence[Case], initrd: Path, boot_dir: Path, *, append: str, timeout: float
+    ) -> BootResult:
+        """Run QEMU to power-off; on timeout kill it and keep what the console said so far.
+
+        In shell mode the console is the user's terminal (and a log file QEMU writes), with no timeout.
+        """
+        cmdline = f"{_KERNEL_APPEND} {append}".strip()
+        cmd = [self.qemu, "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot"]
+        cmd += ["-nic", "none", "-kernel", str(self.vmlinuz), "-initrd", str(initrd), "-append", cmdline]
+        started = time.monotonic()
+        if self.shell:
+            log = boot_dir / "console.raw"
+            cmd += ["-display", "none", "-chardev", f"stdio,id=con,mux=on,signal=off,logfile={log}"]
+            cmd += ["-serial", "chardev:con", "-mon", "chardev=con,mode=readline"]
+            subprocess.run(cmd, check=False)
+            raw = log.read_bytes() if log.exists() else b""
+            return parse_console(
+                raw.decode(errors="replace"), cases, release=self.release, seconds=time.monotonic() - started
+            )
+        cmd.append("-nographic")
+        timed_out = False
+        devnull, pipe = subprocess.DEVNULL, subprocess.PIPE
+        with subprocess.Popen(cmd, stdin=devnull, stdout=pipe, stderr=subprocess.STDOUT) as proc:
+            try:
+                out, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                proc.kill()
+                out, _ = proc.communicate()
+            except BaseException:
+                proc.kill()
+                raise
+        return parse_console(
+            out.decode(errors="replace"), cases, release=self.release, timed_out=timed_out,
+            seconds=time.monotonic() - started,
+        )  # fmt: skip

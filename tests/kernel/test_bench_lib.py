@@ -1,0 +1,200 @@
+"""The bench's own logic, without a kernel: console parsing, kallsyms lookup, initramfs layout, options.
+
+These run with the unit tests (no ``kernel`` marker), so a broken parser is caught before a slow boot
+would misreport a module.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from .bench import (
+    KERNELS,
+    Built,
+    Case,
+    _init_script,
+    _Initramfs,
+    _series_image_pattern,
+    cache_root,
+    kallsyms_addresses,
+    parse_console,
+    parse_series,
+    strip_escapes,
+)
+
+
+def test_parse_series() -> None:
+    assert parse_series(None) == ("6.1",)
+    assert parse_series("") == ("6.1",)
+    assert parse_series("all") == tuple(KERNELS)
+    assert parse_series("6.12, 6.1,6.12") == ("6.12", "6.1")
+    with pytest.raises(ValueError, match=re.escape("unknown kernel series '6.2'")):
+        parse_series("6.2")
+
+
+def test_cache_root_prefers_explicit_then_xdg(tmp_path: Path) -> None:
+    assert cache_root({"KLP_LD_BENCH_CACHE": str(tmp_path)}) == tmp_path
+    assert cache_root({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "klp-ld" / "bench"
+    assert cache_root({}) == Path.home() / ".cache" / "klp-ld" / "bench"
+
+
+@pytest.mark.parametrize(
+    ("series", "package", "release"),
+    [
+        ("6.1", "linux-image-6.1.0-50-amd64-unsigned", "6.1.0-50-amd64"),
+        ("6.1", "linux-image-6.1.0-9-amd64-unsigned", "6.1.0-9-amd64"),
+        ("6.12", "linux-image-6.12.117+deb12-amd64-unsigned", "6.12.117+deb12-amd64"),
+        ("6.1", "linux-image-6.12.117+deb12-amd64-unsigned", None),
+        ("6.1", "linux-image-6.1.0-50-rt-amd64-unsigned", None),
+        ("6.1", "linux-image-6.1.0-50-cloud-amd64-unsigned", None),
+        ("6.12", "linux-image-6.12.117+deb12-amd64", None),
+    ],
+)
+def test_series_pattern(series: str, package: str, release: str | None) -> None:
+    match = re.match(_series_image_pattern(series), package)
+    assert (match.group(1) if match else None) == release
+
+
+def test_strip_escapes() -> None:
+    raw = "\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\r\nBooting from ROM..\x1b(B.\r\n"
+    assert strip_escapes(raw) == "SeaBIOS (version 1.16)\nBooting from ROM...\n"
+
+
+CONSOLE = (
+    "\x1bc\x1b[2JSeaBIOS\r\nBooting from ROM..\x1bc@@KLPBENCH-INIT 6.1.0-50-amd64@@\r\n"
+    "@@KLPBENCH-BEGIN load@@\r\n[    1.5] livepatch: something on the console\r\n"
+    "@@KLPBENCH-OUTPUT load@@\r\nline one\r\nno newline at end\r\n@@KLPBENCH-DMESG load@@\r\n"
+    "[    1.748136] mod: Unknown symbol x (err -2)\r\n[ 1234.000001] mod: second\r\n\r\n"
+    "@@KLPBENCH-END load rc=2@@\r\n"
+    "@@KLPBENCH-BEGIN quiet@@\r\n@@KLPBENCH-OUTPUT quiet@@\r\n\r\n@@KLPBENCH-DMESG quiet@@\r\n\r\n"
+    "@@KLPBENCH-END quiet rc=0@@\r\n"
+    "@@KLPBENCH-BEGIN crash@@\r\n[    2.0] BUG: unable to handle page fault\r\n"
+    "[    2.1] Kernel panic - not syncing: Fatal exception\r\n"
+)
+
+
+def test_parse_console_cases() -> None:
+    cases = [Case("load", ["insmod /mod/m.ko"]), Case("quiet", "true"), Case("crash", ["insmod /mod/c.ko"])]
+    cases.append(Case("never", ["true"]))
+    result = parse_console(CONSOLE, cases, release="6.1.0-50-amd64")
+    load = result["load"]
+    assert load.rc == 2
+    assert load.output == "line one\nno newline at end"
+    assert load.dmesg == ("mod: Unknown symbol x (err -2)", "mod: second")
+    assert load.dmesg_with("Unknown symbol") == ["mod: Unknown symbol x (err -2)"]
+    assert "livepatch: something" not in load.output
+    assert result["quiet"].ok and result["quiet"].output == "" and result["quiet"].dmesg == ()
+    crash = result["crash"]
+    assert crash.rc is None and "panicked" in crash.stop_reason
+    assert "Kernel panic - not syncing" in crash.explain()
+    assert "never started" in result["never"].stop_reason
+    assert not result.completed and not result.timed_out
+    assert [c.name for c in result.failures()] == ["load", "crash", "never"]
+
+
+def test_explain_shows_commands_output_and_kernel_log() -> None:
+    result = parse_console(CONSOLE, [Case("load", ["insmod /mod/m.ko"])])
+    text = result["load"].explain("module refused")
+    assert text.splitlines()[0] == "case 'load' exited with status 2: module refused"
+    assert "$ insmod /mod/m.ko" in text
+    assert "no newline at end" in text
+    assert "mod: Unknown symbol x (err -2)" in text
+
+
+def test_parse_console_timeout() -> None:
+    result = parse_console("@@KLPBENCH-INIT x@@\n", [Case("slow", "sleep 999")], timed_out=True, seconds=120)
+    assert result["slow"].rc is None
+    assert "killed after 120 s" in result["slow"].explain()
+
+
+def test_kallsyms_addresses() -> None:
+    text = (
+        "ffffffff81000000 T _text\n"
+        "ffffffff81100010 t state_show\n"
+        "ffffffff81200020 t state_show\n"
+        "ffffffffc0001000 t state_show\t[dummy]\n"
+        "ffffffff81300030 t state_show\n"
+        "ffffffff81300040 t state_show_extra\n"
+    )
+    assert kallsyms_addresses(text, "state_show") == [
+        0xFFFFFFFF81100010,
+        0xFFFFFFFF81200020,
+        0xFFFFFFFF81300030,
+    ]
+    assert kallsyms_addresses(text.splitlines(), "state_show", module="dummy") == [0xFFFFFFFFC0001000]
+    assert kallsyms_addresses(text, "missing") == []
+
+
+def test_kallsyms_addresses_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "kallsyms"
+    path.write_text("0000000000000000 T a\n0000000000000010 T a\n")
+    assert kallsyms_addresses(path, "a") == [0, 0x10]
+
+
+def _unpack_newc(blob: bytes) -> list[tuple[str, int, bytes, int, int]]:
+    data = gzip.decompress(blob)
+    entries: list[tuple[str, int, bytes, int, int]] = []
+    offset = 0
+    while True:
+        assert data[offset : offset + 6] == b"070701"
+        fields = [int(data[offset + 6 + 8 * i : offset + 14 + 8 * i], 16) for i in range(13)]
+        namesize, filesize = fields[11], fields[6]
+        name_start = offset + 110
+        name = data[name_start : name_start + namesize - 1].decode()
+        data_start = (name_start + namesize + 3) & ~3
+        body = data[data_start : data_start + filesize]
+        offset = (data_start + filesize + 3) & ~3
+        if name == "TRAILER!!!":
+            return entries
+        entries.append((name, fields[1], body, fields[9], fields[10]))
+
+
+def test_initramfs_is_newc_with_parents_first() -> None:
+    archive = _Initramfs()
+    archive.file("/mod/x.ko", b"\x7fELF", 0o644)
+    archive.symlink("usr/bin/awk", "/bin/busybox")
+    archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    entries = _unpack_newc(archive.pack())
+    names = [entry[0] for entry in entries]
+    assert names == sorted(names)
+    for name in names:
+        parent = name.rpartition("/")[0]
+        assert not parent or names.index(parent) < names.index(name)
+    by_name = {entry[0]: entry for entry in entries}
+    assert by_name["mod/x.ko"][1:3] == (stat.S_IFREG | 0o644, b"\x7fELF")
+    assert by_name["usr/bin/awk"][1:3] == (stat.S_IFLNK | 0o777, b"/bin/busybox")
+    assert by_name["dev/console"][1:] == (stat.S_IFCHR | 0o600, b"", 5, 1)
+    assert stat.S_ISDIR(by_name["usr"][1])
+
+
+def test_init_script() -> None:
+    script = _init_script([Case("a", "true", timeout=2.5)], dump_kallsyms=True, shell=False)
+    assert script.startswith("#!/bin/sh\n")
+    assert "echo 0 > /proc/sys/kernel/kptr_restrict" in script
+    assert "run_case a /bench/case-0.sh 3" in script
+    assert script.index("KALLSYMS-BEGIN") < script.index("run_case a")
+    assert script.rstrip().endswith("poweroff -f")
+    assert "cttyhack" not in script
+    assert "setsid cttyhack sh" in _init_script([], dump_kallsyms=False, shell=True)
+
+
+def test_case_validation() -> None:
+    assert Case("x", "echo hi").commands == ("echo hi",)
+    assert Case("x", ["a", "b"]).script() == "set -e\ncd /\na\nb\n"
+    for bad in ("", "has space", "a@b", "-lead", "x" * 65):
+        with pytest.raises(ValueError):
+            Case(bad, ["true"])
+
+
+def test_built_module_lookup(tmp_path: Path) -> None:
+    built = Built(tmp_path, (tmp_path / "klpb_cmdline.ko", tmp_path / "multi.ko"), "log")
+    assert built.module("klpb-cmdline") == tmp_path / "klpb_cmdline.ko"
+    assert built.module("multi.ko") == tmp_path / "multi.ko"
+    assert list(built) == list(built.modules)
+    with pytest.raises(KeyError):
+        built.module("other")
