@@ -1,0 +1,91 @@
+"""Livepatch modules built by klp-ld, judged by the real kernel's loader (one boot for all cases)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from klp_ld.elf.consts import SHN_LIVEPATCH
+from klp_ld.elf.read import read_elf_file
+
+from .bench import Bench, BootResult, Built, Case
+from .conftest import KMOD
+
+pytestmark = pytest.mark.kernel
+
+SEED_LINE = re.compile(r"klp_seed: (?P<who>[ab]) pc32=(?P<pc32>[0-9a-f]+) abs32s=(?P<abs32s>[0-9a-f]+) "
+                       r"abs64=(?P<abs64>[0-9a-f]+)")
+
+
+@dataclass(frozen=True)
+class Run:
+    seed: Built
+    func: Built
+    late: Built
+    result: BootResult
+
+
+@pytest.fixture(scope="module")
+def run(bench: Bench, klp_ld: Path) -> Run:
+    seed = bench.build(KMOD / "seed", ld=klp_ld)
+    func = bench.build(KMOD / "klp_func", ld=klp_ld)
+    late = bench.build(KMOD / "klp_late", ld=klp_ld)
+    dummy = bench.image_module("drivers/net/dummy")
+    cases = [
+        Case("seed", ["insmod /mod/klp_seed.ko", "grep -w -e state_show -e jiffies /proc/kallsyms"]),
+        Case("func", ["insmod /mod/klp_func.ko", "cat /proc/cmdline"]),
+        Case("late", [
+            "insmod /mod/klp_late.ko",
+            f"insmod /mod/{dummy.name} numdummies=3",
+            "cat /sys/class/net/dummy0/statistics/rx_packets",
+        ]),
+    ]
+    return Run(seed, func, late, bench.boot(cases, files=[seed, func, late, dummy]))
+
+
+def _kallsyms(output: str, name: str) -> list[int]:
+    return [int(line.split()[0], 16) for line in output.splitlines()
+            if len(line.split()) >= 3 and line.split()[2] == name]
+
+
+def test_seed_each_object_sees_its_own_state_show(run: Run) -> None:
+    case = run.result["seed"]
+    assert case.rc == 0, case.explain()
+    copies = _kallsyms(case.output, "state_show")
+    assert len(copies) >= 3, case.explain("fewer than three state_show in /proc/kallsyms")
+    seen = {m["who"]: m for line in case.dmesg if (m := SEED_LINE.search(line))}
+    assert set(seen) == {"a", "b"}, case.explain("the module did not report both objects")
+    for who, position in (("a", 2), ("b", 3)):
+        want = copies[position - 1]
+        for kind in ("pc32", "abs32s", "abs64"):
+            got = int(seen[who][kind], 16)
+            assert got == want, case.explain(
+                f"object {who} {kind}: {got:#x}, but state_show #{position} is at {want:#x}")
+
+
+def test_seed_keeps_exports_as_ordinary_relocations(run: Run) -> None:
+    case = run.result["seed"]
+    ko = read_elf_file(str(run.seed.module("klp_seed")))
+    jiffies = [s for s in ko.symbols if s.name == "jiffies"]
+    assert jiffies and jiffies[0].is_undefined and jiffies[0].special != SHN_LIVEPATCH
+    addresses = _kallsyms(case.output, "jiffies")
+    assert any(case.dmesg_with(f"exported jiffies at {a:016x}") for a in addresses), case.explain(
+        f"jiffies is not at any of {[hex(a) for a in addresses]}")
+
+
+def test_function_patch_uses_a_non_exported_symbol(run: Run) -> None:
+    case = run.result["func"]
+    assert case.rc == 0, case.explain()
+    line = case.output.strip().splitlines()[-1]
+    assert line.endswith(" [klp_func]") and "console=ttyS0" in line, case.explain("cmdline not patched")
+    assert case.dmesg_with("livepatch: enabling patch 'klp_func'"), case.explain()
+
+
+def test_late_module_patching(run: Run) -> None:
+    case = run.result["late"]
+    assert case.rc == 0, case.explain()
+    assert case.output.strip().splitlines()[-1] == "4203", case.explain("dummy's stats are not patched")
+    assert case.dmesg_with("applying patch 'klp_late' to loading module 'dummy'"), case.explain()
