@@ -87,7 +87,10 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
         obj = read_elf_file(path, display)
         found: Harvest = harvest(obj)
         problems.extend(found.problems)
-        report.annotations.extend((display, a) for a in found.annotations)
+        # An annotation whose symbol already carries its identity (a partial link's output) says
+        # nothing new; list only those that decide something here.
+        report.annotations.extend((display, a) for a in found.annotations
+                                  if a.symbol != a.identity.link_name)
         wanted: dict[str, tuple[Identity, str]] = {
             a.symbol: (a.identity, _reason(a.dialect, a.section, a.offset)) for a in found.annotations}
         renames = apply_renames(obj, wanted)
