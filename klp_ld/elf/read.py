@@ -104,6 +104,8 @@ def _parse(data: bytes, name: str) -> ElfObject:
         raise fail(f"section header table at {hdr['e_shoff']:#x} runs past the end of the file", obj=name)
 
     headers = [elf.get_section(i) for i in range(nsec)]
+    if _sh_type(headers[0].header["sh_type"]) != SHT_NULL:
+        raise fail("section header 0 is not the null section", obj=name)
     sections: list[Section] = []
     for i, parsed in enumerate(headers):
         sh = parsed.header
