@@ -9,8 +9,10 @@ from __future__ import annotations
 from klp_ld.convert import Conversion
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.model import ElfObject
-from klp_ld.elf.read import read_elf_file
+from klp_ld.elf.read import read_elf
 from klp_ld.names import KLP_RELA, Identity, parse_identity
+from klp_ld.resolve import Resolver
+from klp_ld.symbols import SymbolProblem, decompress, read_source_bytes
 from klp_ld.validate import check_module, check_sites
 
 
@@ -42,11 +44,30 @@ def conversions_in(obj: ElfObject) -> tuple[list[Conversion], list[Diagnostic]]:
     return found, problems
 
 
-def check_object(obj: ElfObject) -> tuple[list[str], list[Diagnostic]]:
+def check_positions(obj: ElfObject, conversions: list[Conversion], resolver: Resolver) -> list[Diagnostic]:
+    """Every identity resolved the way the loader will, with the given symbol sources."""
+    problems: list[Diagnostic] = []
+    done: set[str] = set()
+    for conv in conversions:
+        ident = conv.identity
+        if ident.kernel_name in done:
+            continue
+        done.add(ident.kernel_name)
+        outcome = resolver.index.resolve(ident.sym_obj, ident.name, ident.sympos)
+        if isinstance(outcome, SymbolProblem):
+            diag = outcome.diagnostic(obj=obj.path, section=conv.section, offset=conv.offset)
+            problems.append(Diagnostic(diag.severity, diag.message, diag.obj, diag.section, diag.offset,
+                                       ident.kernel_name, diag.code, diag.notes))
+    return problems
+
+
+def check_object(obj: ElfObject, resolver: Resolver | None = None) -> tuple[list[str], list[Diagnostic]]:
     conversions, problems = conversions_in(obj)
     problems += check_module(obj, conversions)
     site_problems, records = check_sites(obj, conversions)
     problems += site_problems
+    if resolver is not None:
+        problems += check_positions(obj, conversions, resolver)
     symbols = sorted({c.identity.kernel_name for c in conversions})
     lines = [f"{obj.path}: {len(conversions)} livepatch relocation(s) in "
              f"{len({c.klp_section for c in conversions})} section(s), {len(symbols)} symbol(s)"]
@@ -61,5 +82,7 @@ def check_object(obj: ElfObject) -> tuple[list[str], list[Diagnostic]]:
     return lines, problems
 
 
-def check_module_file(path: str) -> tuple[list[str], list[Diagnostic]]:
-    return check_object(read_elf_file(path))
+def check_module_file(path: str, resolver: Resolver | None = None) -> tuple[list[str], list[Diagnostic]]:
+    """Check a `.ko` (also `.ko.xz`/`.ko.gz`), whoever produced it."""
+    data = decompress(read_source_bytes(path), path)
+    return check_object(read_elf(data, path), resolver)

@@ -124,6 +124,7 @@ def _livepatch(cmd: LinkCommand, path: str, argv0: str) -> int:
 def check_main(args: list[str]) -> int:
     """`klp-ld check MODULE.ko`: verify a livepatch module, whoever built it."""
     from klp_ld.check import check_module_file
+    from klp_ld.resolve import load_resolver
 
     try:
         options, rest = cmdline.split_options(args, os.environ)
@@ -133,10 +134,15 @@ def check_main(args: list[str]) -> int:
     if options.help or not rest:
         sys.stdout.write(HELP)
         return 0 if options.help else 2
+    try:
+        resolver = load_resolver(options.symbols, options.symvers, os.getcwd())
+    except KlpLdError as exc:
+        print_diagnostics(exc.diagnostics)
+        return 1
     worst = 0
     for path in rest:
         try:
-            lines, diagnostics = check_module_file(path)
+            lines, diagnostics = check_module_file(path, resolver)
         except KlpLdError as exc:
             print_diagnostics(exc.diagnostics)
             worst = 1

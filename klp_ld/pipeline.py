@@ -28,6 +28,7 @@ from klp_ld.link import rewrite_argv, run_ld
 from klp_ld.names import Identity
 from klp_ld.rename import Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
+from klp_ld.resolve import Resolver, check_annotations, check_own_globals, load_resolver, resolve_unannotated
 from klp_ld.validate import check_module, check_sites
 
 
@@ -72,19 +73,29 @@ def _is_elf_object(path: str) -> bool:
         return False
 
 
-def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, str]:
+def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report,
+                   resolver: Resolver | None) -> dict[int, str]:
     """Harvest every input that mentions livepatch, rename in temporary copies.
 
+    With symbol sources, every input object is read: annotations are held to the target's
+    symbols and unannotated references may become identities too.
     Returns the inputs to replace: index into `cmd.expanded` -> path of the rewritten copy.
     """
-    replaced: dict[int, str] = {}
-    problems: list[Diagnostic] = []
+    objects: list[tuple[int, int, str, ElfObject]] = []
     for n, index in enumerate(cmd.inputs):
         display = cmd.expanded[index].value
         path = os.path.join(cmd.cwd, display)
-        if not _is_elf_object(path) or not cmdline.mentions_livepatch(path):
+        if not _is_elf_object(path):
             continue
-        obj = read_elf_file(path, display)
+        if resolver is None and not cmdline.mentions_livepatch(path):
+            continue
+        objects.append((n, index, display, read_elf_file(path, display)))
+    own = {s.name for *_, obj in objects for s in obj.symbols if s.name and not s.is_undefined
+           and not s.is_local}
+
+    replaced: dict[int, str] = {}
+    problems: list[Diagnostic] = []
+    for n, index, display, obj in objects:
         found: Harvest = harvest(obj)
         problems.extend(found.problems)
         # An annotation whose symbol already carries its identity (a partial link's output) says
@@ -93,6 +104,16 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
                                   if a.symbol != a.identity.link_name)
         wanted: dict[str, tuple[Identity, str]] = {
             a.symbol: (a.identity, _reason(a.dialect, a.section, a.offset)) for a in found.annotations}
+        if resolver is not None:
+            positions, checked = check_annotations(found, resolver)
+            problems.extend(checked)
+            for symbol, text in positions.items():
+                identity, why = wanted[symbol]
+                wanted[symbol] = (identity, f"{why}; {text}")
+            automatic, unresolved = resolve_unannotated(obj, found, own, resolver)
+            problems.extend(unresolved)
+            wanted.update(automatic)
+            problems.extend(check_own_globals(obj, display, resolver))
         renames = apply_renames(obj, wanted)
         if not renames:
             continue
@@ -101,6 +122,7 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
         copy = os.path.join(tmpdir, f"{n:04d}-{os.path.basename(display)}")
         _write_bytes(copy, write_elf(obj))
         replaced[index] = copy
+    report.diagnostics.extend(p for p in problems if p.severity != "error")
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise KlpLdError(*errors)
@@ -159,7 +181,10 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
     temp_out: str | None = None
     try:
         with _signals_raise():
-            replaced = prepare_inputs(cmd, tmpdir, report)
+            resolver = load_resolver(opts.symbols, opts.symvers, cmd.cwd)
+            if resolver is not None:
+                report.sources.extend(resolver.sources)
+            replaced = prepare_inputs(cmd, tmpdir, report, resolver)
             temp_out = os.path.join(tmpdir, "dry-run-output") if opts.dry_run else _temp_output(output)
             argv = rewrite_argv(cmd, replaced, temp_out, tmpdir)
             shown = rewrite_argv(cmd, replaced, cmd.output or "a.out", tmpdir)

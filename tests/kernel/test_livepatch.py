@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from klp_ld.elf.consts import SHN_LIVEPATCH
 from klp_ld.elf.read import read_elf_file
 
-from .bench import Bench, BootResult, Built, Case
+from .bench import Bench, BootResult, BuildError, Built, Case
 from .conftest import KMOD
 
 pytestmark = pytest.mark.kernel
@@ -25,6 +26,7 @@ class Run:
     seed: Built
     func: Built
     late: Built
+    auto: Built
     result: BootResult
 
 
@@ -33,6 +35,10 @@ def run(bench: Bench, klp_ld: Path) -> Run:
     seed = bench.build(KMOD / "seed", ld=klp_ld)
     func = bench.build(KMOD / "klp_func", ld=klp_ld)
     late = bench.build(KMOD / "klp_late", ld=klp_ld)
+    # The same unannotated module the bench shows failing, now with the kernel's symbols at hand:
+    # saved_command_line is unique and not exported, so klp-ld converts it by itself.
+    auto = bench.build(KMOD / "klpb_unknown", ld=f"{klp_ld} --klp-symbols={bench.kallsyms()}",
+                       make_vars={"KBUILD_MODPOST_WARN": "1"})
     dummy = bench.image_module("drivers/net/dummy")
     cases = [
         Case("seed", ["insmod /mod/klp_seed.ko", "grep -w -e state_show -e jiffies /proc/kallsyms"]),
@@ -42,8 +48,9 @@ def run(bench: Bench, klp_ld: Path) -> Run:
             f"insmod /mod/{dummy.name} numdummies=3",
             "cat /sys/class/net/dummy0/statistics/rx_packets",
         ]),
+        Case("auto", ["insmod /mod/klpb_unknown.ko", "cat /sys/kernel/livepatch/klpb_unknown/enabled"]),
     ]
-    return Run(seed, func, late, bench.boot(cases, files=[seed, func, late, dummy]))
+    return Run(seed, func, late, auto, bench.boot(cases, files=[seed, func, late, auto, dummy]))
 
 
 def _kallsyms(output: str, name: str) -> list[int]:
@@ -89,3 +96,26 @@ def test_late_module_patching(run: Run) -> None:
     assert case.rc == 0, case.explain()
     assert case.output.strip().splitlines()[-1] == "4203", case.explain("dummy's stats are not patched")
     assert case.dmesg_with("applying patch 'klp_late' to loading module 'dummy'"), case.explain()
+
+
+def test_unannotated_unique_symbol_is_converted_automatically(run: Run) -> None:
+    case = run.result["auto"]
+    assert case.rc == 0, case.explain()
+    assert case.output.strip() == "1", case.explain("the patch is not enabled")
+    assert not case.dmesg_with("Unknown symbol"), case.explain()
+    ko = read_elf_file(str(run.auto.module("klpb_unknown")))
+    assert any(s.name == ".klp.sym.vmlinux.saved_command_line,0" and s.special == SHN_LIVEPATCH
+               for s in ko.symbols)
+
+
+def test_wrong_position_fails_the_build(bench: Bench, klp_ld: Path, tmp_path: Path) -> None:
+    source = tmp_path / "seed"
+    shutil.copytree(KMOD / "seed", source)
+    b_c = source / "seed_b.c"
+    b_c.write_text(b_c.read_text().replace("KLP_SYMPOS(state_show, 3)", "KLP_SYMPOS(state_show, 9)"))
+    with pytest.raises(BuildError) as failure:
+        bench.build(source, ld=f"{klp_ld} --klp-symbols={bench.kallsyms()}")
+    log = failure.value.log
+    assert re.search(r"klp-ld: error: \S+/seed_b\.o: \.klp\.module_relocs\.vmlinux\+0x0: state_show: "
+                     r"state_show has \d+ copies in vmlinux; position 9 does not exist", log), log
+    assert ">>> KLP_SYMPOS(state_show, 2)" in log
