@@ -44,7 +44,7 @@ from klp_ld.symbols import (
 
 TEST_ROOT_ENV = "KLP_LD_TEST_ROOT"
 # Bump whenever ObjectTable, SymbolSource or a parser's output changes meaning.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # bump whenever a parser changes what it returns
 _MODULE_EXTS = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 _RELEASE_IN_NAME = re.compile(r"^(?:System\.map|vmlinux|vmlinuz)-(.+)$")
 _RELEASE_IN_DIR = re.compile(r"/lib/modules/([^/]+)/")
@@ -107,7 +107,18 @@ def _sys(path: str) -> str:
     return _root() + path
 
 
+_UTS_RELEASE = re.compile(r'^#define UTS_RELEASE "([^"\s]+)"', re.M)
+
+
 def _release_file(headers_dir: str) -> str:
+    """Where the release comes from: utsrelease.h when the headers have it, else kernel.release.
+
+    Debian's 6.1 headers say `6.1.176` in include/config/kernel.release, while the kernel calls
+    itself 6.1.0-50-amd64 (uname -r, /lib/modules, vermagic): UTS_RELEASE is what the kernel uses.
+    """
+    uts = os.path.join(headers_dir, "include", "generated", "utsrelease.h")
+    if os.path.isfile(uts):
+        return uts
     return os.path.join(headers_dir, "include", "config", "kernel.release")
 
 
@@ -116,10 +127,16 @@ def kernel_release(headers_dir: str) -> str:
     path = _release_file(headers_dir)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            release = f.read().strip()
+            text = f.read()
     except OSError as exc:
         raise fail(f"cannot tell the target kernel release: {exc.strerror or exc}; klp-ld must run "
                    "where kbuild runs LD, in the kernel headers directory", obj=path) from None
+    if path.endswith(".h"):
+        match = _UTS_RELEASE.search(text)
+        if match is None:
+            raise fail("has no #define UTS_RELEASE", obj=path)
+        return match.group(1)
+    release = text.strip()
     if not release or any(ch.isspace() for ch in release):
         raise fail(f"does not hold a kernel release: {release!r}", obj=path)
     return release
@@ -509,6 +526,14 @@ def discover(headers_dir: str, objnames: Iterable[str] = (VMLINUX,), explicit: S
     if search.errors:
         raise KlpLdError(*search.errors)
     return Discovery(release, headers_dir, tuple(search.found))
+
+
+def discover_available(headers_dir: str, objnames: Iterable[str] = (VMLINUX,), explicit: Sequence[str] = (),
+                       *, use_cache: bool = True) -> tuple[Discovery, list[Diagnostic]]:
+    """Like `discover`, but returns what was found together with what was not, so that a link can
+    go on with the objects that have sources and say exactly where it looked for the others."""
+    release, search = _search(headers_dir, list(objnames), explicit, use_cache)
+    return Discovery(release, headers_dir, tuple(search.found)), list(search.errors)
 
 
 def print_sources(headers_dir: str, objnames: Iterable[str] = (VMLINUX,),

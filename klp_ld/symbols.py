@@ -582,6 +582,10 @@ def _parse_vmlinux(data: bytes, path: str) -> SymbolSource:
         raise fail(f"section header table at {e_shoff:#x} runs past the end of the file", obj=path)
     shdrs = [_SHDR.unpack_from(data, e_shoff + i * _SHDR.size) for i in range(e_shnum)]
     symtabs = [h for h in shdrs if h[1] == SHT_SYMTAB]
+    if not any(h[2] & SHF_EXECINSTR and h[1] != SHT_NOBITS for h in shdrs):
+        # Debian's 6.12 headers ship such a vmlinux for pahole: .BTF and a few hundred symbols.
+        raise fail("vmlinux has no code sections (a BTF-only vmlinux); use System.map, /proc/kallsyms "
+                   "or the debug vmlinux", obj=path)
     if not symtabs:
         raise fail("vmlinux has no .symtab (stripped, or a BTF-only vmlinux); use System.map, "
                    "/proc/kallsyms or the debug vmlinux", obj=path)

@@ -111,6 +111,16 @@ def test_release_from_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         kernel_release(str(tmp_path / "nowhere"))
 
 
+def test_uts_release_wins_over_kernel_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian's 6.1 headers say 6.1.176 in kernel.release; the kernel calls itself 6.1.0-50-amd64."""
+    tree = Tree(tmp_path, monkeypatch)
+    generated = tree.headers / "include" / "generated"
+    generated.mkdir(parents=True)
+    (tree.headers / "include/config/kernel.release").write_text("6.1.176\n")
+    (generated / "utsrelease.h").write_text(f'#define UTS_RELEASE "{RELEASE}"\n')
+    assert kernel_release(str(tree.headers)) == RELEASE
+
+
 # --- vmlinux -------------------------------------------------------------------------------------
 
 

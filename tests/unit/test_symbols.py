@@ -39,6 +39,7 @@ from klp_ld.symbols import (
     parse_source,
     parse_symbols_list,
     parse_system_map,
+    parse_vmlinux,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "testdata" / "symbols"
@@ -581,3 +582,14 @@ def test_truncated_or_damaged_elf_raises_only_klp_errors(built: dict[str, Path],
         raw = bytearray(lzma.compress(bytes(raw)))
     with contextlib.suppress(KlpLdError):
         parse_source(bytes(raw), f"fuzz-{which}")
+
+
+def test_btf_only_vmlinux_is_not_a_symbol_source(tmp_path: Path) -> None:
+    """Debian's 6.12 headers ship a vmlinux with .BTF and a few symbols, but no code."""
+    src = tmp_path / "btf.s"
+    src.write_text('.section .BTF,"a"\n.globl btf_sym\nbtf_sym:\n.long 0\n')
+    obj, exe = tmp_path / "btf.o", tmp_path / "vmlinux"
+    subprocess.run(["as", "-o", str(obj), str(src)], check=True)
+    subprocess.run(["ld", "-e", "0", "-o", str(exe), str(obj)], check=True)
+    with pytest.raises(KlpLdError, match="no code sections \\(a BTF-only vmlinux\\)"):
+        parse_vmlinux(exe.read_bytes(), str(exe))
