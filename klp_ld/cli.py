@@ -64,6 +64,11 @@ def run(cmd: LinkCommand) -> int:
     if opts.print_include_dir:
         sys.stdout.write(include_dir() + "\n")
         return 0
+    if opts.print_sources:
+        from klp_ld.discover import print_sources
+
+        sys.stdout.write("\n".join(print_sources(cmd.cwd, explicit=opts.symbols)) + "\n")
+        return 0
     try:
         path, argv0 = realld.find_real_ld(opts.real_ld, cmd.invoked_as, os.environ, _own_paths())
     except realld.RealLdError as exc:

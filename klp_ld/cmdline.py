@@ -22,6 +22,7 @@ FLAG_OPTIONS = {
     "--klp-fatal-warnings": "fatal_warnings",
     "--klp-print-include-dir": "print_include_dir",
     "--klp-print-sources": "print_sources",
+    "--klp-no-discover": "no_discover",
     "--klp-help": "help",
     "--klp-version": "version",
 }
@@ -41,6 +42,7 @@ ENVIRONMENT = {
     "KLP_LD_VERBOSE": "verbose",
     "KLP_LD_DRY_RUN": "dry_run",
     "KLP_LD_FATAL_WARNINGS": "fatal_warnings",
+    "KLP_LD_NO_DISCOVER": "no_discover",
 }
 _TRUE = ("1", "y", "yes", "true", "on")
 
@@ -66,8 +68,8 @@ class UsageError(Exception):
 class Options:
     """klp-ld's own settings, from `--klp-*` options over `KLP_LD_*` environment variables."""
 
-    __slots__ = ("dry_run", "fatal_warnings", "help", "keep_tmp", "print_include_dir", "print_sources",
-                 "real_ld", "report", "symbols", "symvers", "verbose", "version")
+    __slots__ = ("dry_run", "fatal_warnings", "help", "keep_tmp", "no_discover", "print_include_dir",
+                 "print_sources", "real_ld", "report", "symbols", "symvers", "verbose", "version")
 
     def __init__(self) -> None:
         self.real_ld: str | None = None
@@ -78,6 +80,7 @@ class Options:
         self.verbose = False
         self.dry_run = False
         self.fatal_warnings = False
+        self.no_discover = False
         self.print_include_dir = False
         self.print_sources = False
         self.help = False

@@ -28,7 +28,7 @@ from klp_ld.link import rewrite_argv, run_ld
 from klp_ld.names import Identity
 from klp_ld.rename import Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
-from klp_ld.resolve import Resolver, check_annotations, check_own_globals, load_resolver, resolve_unannotated
+from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
 from klp_ld.validate import check_module, check_sites
 
 
@@ -73,31 +73,40 @@ def _is_elf_object(path: str) -> bool:
         return False
 
 
-def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report,
-                   resolver: Resolver | None) -> dict[int, str]:
-    """Harvest every input that mentions livepatch, rename in temporary copies.
+def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, str]:
+    """Harvest every input object, hold it to the target's symbols, rename in temporary copies.
 
-    With symbol sources, every input object is read: annotations are held to the target's
-    symbols and unannotated references may become identities too.
     Returns the inputs to replace: index into `cmd.expanded` -> path of the rewritten copy.
     """
-    objects: list[tuple[int, int, str, ElfObject]] = []
+    objects: list[tuple[int, int, str, ElfObject, Harvest]] = []
     for n, index in enumerate(cmd.inputs):
         display = cmd.expanded[index].value
         path = os.path.join(cmd.cwd, display)
-        if not _is_elf_object(path):
-            continue
-        if resolver is None and not cmdline.mentions_livepatch(path):
-            continue
-        objects.append((n, index, display, read_elf_file(path, display)))
-    own = {s.name for *_, obj in objects for s in obj.symbols if s.name and not s.is_undefined
+        if _is_elf_object(path):
+            obj = read_elf_file(path, display)
+            objects.append((n, index, display, obj, harvest(obj)))
+    problems: list[Diagnostic] = [p for *_, found in objects for p in found.problems]
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise KlpLdError(*errors)
+
+    opts = cmd.options
+    wanted_objects = {a.identity.sym_obj for *_, found in objects for a in found.annotations
+                      if a.symbol != a.identity.link_name}
+    resolver: Resolver | None = None
+    livepatch = any(b"livepatch=Y" in sec.data.split(b"\0") for *_, obj, _ in objects for sec in obj.sections
+                    if sec.name == ".modinfo")
+    if opts.symbols or wanted_objects or livepatch:
+        resolver, missing = find_resolver(opts.symbols, opts.symvers, cmd.cwd, wanted_objects,
+                                          discover_sources=not opts.no_discover)
+        problems.extend(missing)
+        if resolver is not None:
+            report.sources.extend(resolver.sources)
+    own = {s.name for *_, obj, _ in objects for s in obj.symbols if s.name and not s.is_undefined
            and not s.is_local}
 
     replaced: dict[int, str] = {}
-    problems: list[Diagnostic] = []
-    for n, index, display, obj in objects:
-        found: Harvest = harvest(obj)
-        problems.extend(found.problems)
+    for n, index, display, obj, found in objects:
         # An annotation whose symbol already carries its identity (a partial link's output) says
         # nothing new; list only those that decide something here.
         report.annotations.extend((display, a) for a in found.annotations
@@ -181,10 +190,7 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
     temp_out: str | None = None
     try:
         with _signals_raise():
-            resolver = load_resolver(opts.symbols, opts.symvers, cmd.cwd)
-            if resolver is not None:
-                report.sources.extend(resolver.sources)
-            replaced = prepare_inputs(cmd, tmpdir, report, resolver)
+            replaced = prepare_inputs(cmd, tmpdir, report)
             temp_out = os.path.join(tmpdir, "dry-run-output") if opts.dry_run else _temp_output(output)
             argv = rewrite_argv(cmd, replaced, temp_out, tmpdir)
             shown = rewrite_argv(cmd, replaced, cmd.output or "a.out", tmpdir)

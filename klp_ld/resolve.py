@@ -10,10 +10,11 @@ module's own symbols stay ordinary references (modpost and `__versions` keep han
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from klp_ld.annotations import Harvest
 from klp_ld.diag import Diagnostic, error, warning
+from klp_ld.discover import discover_available
 from klp_ld.elf.consts import STB_WEAK
 from klp_ld.elf.model import ElfObject
 from klp_ld.names import VMLINUX, Identity, parse_identity
@@ -33,6 +34,37 @@ class Resolver:
         count = len(self.index.candidates(identity.sym_obj, identity.name))
         pos = identity.sympos or 1
         return f"{pos} of {count} in {identity.sym_obj}" if count != 1 else f"unique in {identity.sym_obj}"
+
+
+RELEASE_FILE = os.path.join("include", "config", "kernel.release")
+
+
+def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnames: set[str], *,
+                  discover_sources: bool = True) -> tuple[Resolver | None, list[Diagnostic]]:
+    """The symbols to hold this link to, and what could not be found.
+
+    kbuild runs LD in the headers directory, whose kernel.release names the target: sources are
+    then looked up for that release only (explicit ones first). Outside a headers directory, or
+    with discovery turned off, only the explicit sources count. An object without any source is
+    a warning that says where klp-ld looked: its positions go unchecked, the build goes on.
+    """
+    if not discover_sources or not os.path.isfile(os.path.join(cwd, RELEASE_FILE)):
+        return load_resolver(symbol_paths, symvers, cwd), []
+    explicit = [os.path.join(cwd, p) for p in symbol_paths]
+    found, missing = discover_available(cwd, sorted(objnames | {VMLINUX}), explicit)
+    problems = [d if d.code != "no-symbol-source" else
+                Diagnostic("warning", d.message + "; positions for it are not checked", d.obj, d.section,
+                           d.offset, d.symbol, d.code, d.notes) for d in missing]
+    if not found.found:
+        return None, problems
+    index = found.index()
+    sources = [line for line in found.report()]
+    if symvers is not None:
+        exports = load_source(os.path.join(cwd, symvers), SourceKind.SYMVERS)
+        index = replace(index, exports={e.name: e for e in exports.exports})
+        sources.append(f"{exports.path} (exports, --klp-symvers)")
+    has_exports = bool(index.exports)
+    return Resolver(index, tuple(sources), has_exports), problems
 
 
 def load_resolver(symbol_paths: list[str], symvers: str | None, cwd: str) -> Resolver | None:
