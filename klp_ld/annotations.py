@@ -23,13 +23,7 @@ from typing import Any
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.consts import RX86, reloc_name
 from klp_ld.elf.model import ElfObject, Symbol
-from klp_ld.names import (
-    MODULE_RELOCS,
-    Identity,
-    objname_problem,
-    parse_identity,
-    symbol_name_problem,
-)
+from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
 
 RECORD_SIZE = 12
 KLP_CONVERT = "klp-convert"
@@ -154,7 +148,7 @@ def _undefined(obj: ElfObject) -> list[Symbol]:
 
 
 def _check_identities(path: str, found: list[Annotation]) -> list[Diagnostic]:
-    problems = []
+    problems: list[Diagnostic] = []
     seen: set[tuple[str, Identity]] = set()
     for ann in found:
         if (ann.symbol, ann.identity) in seen:
@@ -164,13 +158,7 @@ def _check_identities(path: str, found: list[Annotation]) -> list[Diagnostic]:
         where: dict[str, Any] = {"obj": path, "section": ann.section, "symbol": ann.symbol}
         if ann.section != ".symtab":
             where["offset"] = ann.offset
-        for objname in dict.fromkeys((ident.rela_obj, ident.sym_obj)):
-            problem = objname_problem(objname)
-            if problem:
-                problems.append(error(problem, code="objname", **where))
-        problem = symbol_name_problem(ident.name)
-        if problem:
-            problems.append(error(problem, code="symbol-name", **where))
+        problems.extend(error(message, code=code, **where) for code, message in identity_problems(ident))
     return problems
 
 

@@ -13,6 +13,7 @@ The kernel parses `.klp.sym.%55[^.].%511[^,],%lu` and `.klp.rela.%55[^.]`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from klp_ld.elf.consts import KSYM_NAME_LEN, MODULE_NAME_LEN
@@ -86,22 +87,42 @@ def _split_position(text: str, *, allow_dot: bool) -> tuple[str, int] | None:
     return name, int(pos)
 
 
-def objname_problem(objname: str) -> str | None:
-    """Why the kernel could not match this object name, with the spelling it would match."""
-    suggestion = objname
-    if suggestion.endswith(".ko"):
-        suggestion = suggestion[:-3]
-    suggestion = suggestion.replace("-", "_")
-    if not objname:
-        return "empty object name"
-    if suggestion != objname:
-        return (f"object name '{objname}' is not a kernel module name; "
-                f"the kernel names this module '{suggestion}'")
-    if "." in objname:
-        return f"object name '{objname}' contains '.', which the kernel's parser (%55[^.]) stops at"
-    if len(objname) > MODULE_NAME_LEN - 1:
-        return (f"object name '{objname}' is {len(objname)} characters; "
-                f"the kernel allows {MODULE_NAME_LEN - 1}")
+MODULE_SUFFIXES = (".ko.xz", ".ko.gz", ".ko.zst", ".ko")
+
+
+def module_name_from_file(path: str) -> str:
+    """`kernel/drivers/net/foo-bar.ko.xz` -> `foo_bar`, as kbuild's KBUILD_MODNAME does."""
+    base = os.path.basename(path)
+    for suffix in MODULE_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+def objname_problem(raw: str) -> str | None:
+    """Why the loader would never match this object name, naming the spelling it would match.
+
+    The kernel does not refuse a wrong spelling: the patch just waits forever for a module that
+    never appears (user-failures.md #5), so every spelling a file name suggests is an error.
+    """
+    name = raw.strip()
+    if not name:
+        return "empty object name: use vmlinux or a module name such as kvm_intel"
+    suggestion = module_name_from_file(name)
+    if name.endswith(MODULE_SUFFIXES) or "/" in name:
+        return f"object name '{raw}' is a file name; the kernel calls this module '{suggestion}' (mod->name)"
+    if "-" in name:
+        return (f"object name '{raw}' is not the kernel's module name: mod->name uses '_' for '-', "
+                f"so write '{suggestion}'")
+    if "." in name:
+        return (f"object name '{raw}' contains '.', which ends the object name in the loader's "
+                "'.klp.sym.%55[^.]' parse; module names never contain '.'")
+    if any(ch.isspace() or ch == "," for ch in name):
+        return f"object name '{raw}' contains a blank or ',', which no module name has"
+    if len(name) > MODULE_NAME_LEN - 1:
+        return (f"object name '{raw}' has {len(name)} characters; the kernel allows at most "
+                f"{MODULE_NAME_LEN - 1} (MODULE_NAME_LEN)")
     return None
 
 
@@ -114,3 +135,13 @@ def symbol_name_problem(name: str) -> str | None:
     if len(name) > KSYM_NAME_LEN - 1:
         return f"symbol name is {len(name)} characters; the kernel allows {KSYM_NAME_LEN - 1}"
     return None
+
+
+def identity_problems(identity: Identity) -> list[tuple[str, str]]:
+    """(code, message) for every part of `identity` the loader's parser would reject."""
+    found = [("objname", p) for obj in dict.fromkeys((identity.rela_obj, identity.sym_obj))
+             if (p := objname_problem(obj)) is not None]
+    problem = symbol_name_problem(identity.name)
+    if problem is not None:
+        found.append(("symbol-name", problem))
+    return found

@@ -36,7 +36,6 @@ from klp_ld.elf.consts import (
     ELFMAG,
     ET_REL,
     KSYM_NAME_LEN,
-    MODULE_NAME_LEN,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_WRITE,
@@ -53,6 +52,7 @@ from klp_ld.elf.consts import (
 )
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf
+from klp_ld.names import module_name_from_file, objname_problem
 
 VMLINUX = "vmlinux"
 SYMBOLS_LIST_MAGIC = "klp-convert-symbol-data.0.1"
@@ -80,7 +80,6 @@ _ET_DYN = 3
 _STB_GNU_UNIQUE = 10
 _DEBIAN_PLACEHOLDER = "The real System.map is in"
 _SUFFIXED = re.compile(r"\.(?:isra|constprop|part|cold|llvm|lto_priv)\b|\.\d+$")
-_MODULE_SUFFIXES = (".ko.xz", ".ko.gz", ".ko.zst", ".ko")
 
 
 class SourceKind(str, Enum):
@@ -157,7 +156,7 @@ class Export:
     @property
     def objname(self) -> str:
         """`drivers/net/dummy` in Module.symvers is the kernel's module `dummy`."""
-        return _objname_from_file(self.module)
+        return module_name_from_file(self.module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,41 +323,11 @@ def _unique_everywhere(cands: Sequence[Candidate]) -> bool:
 
 
 def normalize_objname(raw: str) -> str:
-    """Check a klp object name the way the loader parses it (`%55[^.]`) and return it.
-
-    A wrong spelling is not refused by the kernel: the patch just waits forever for a module that
-    never appears (user-failures.md #5), so every spelling a file name suggests is an error here,
-    and the message names the spelling the kernel uses.
-    """
-    name = raw.strip()
-    if not name:
-        raise fail("empty object name: use vmlinux or a module name such as kvm_intel")
-    suggestion = _objname_from_file(name)
-    if name.endswith(_MODULE_SUFFIXES) or "/" in name:
-        raise fail(f"object name '{raw}' is a file name; the kernel calls this module "
-                   f"'{suggestion}' (mod->name)")
-    if "-" in name:
-        raise fail(f"object name '{raw}' is not the kernel's module name: mod->name uses '_' for '-', "
-                   f"so write '{suggestion}'")
-    if "." in name:
-        raise fail(f"object name '{raw}' contains '.', which ends the object name in the loader's "
-                   f"'.klp.sym.%55[^.]' parse; module names never contain '.'")
-    if any(ch.isspace() or ch == "," for ch in name):
-        raise fail(f"object name '{raw}' contains a blank or ',', which no module name has")
-    if len(name) > MODULE_NAME_LEN - 1:
-        raise fail(f"object name '{raw}' has {len(name)} characters; the kernel allows at most "
-                   f"{MODULE_NAME_LEN - 1} (MODULE_NAME_LEN)")
-    return name
-
-
-def _objname_from_file(path: str) -> str:
-    """`kernel/drivers/net/foo-bar.ko.xz` -> `foo_bar`, as kbuild's KBUILD_MODNAME does."""
-    base = os.path.basename(path)
-    for suffix in _MODULE_SUFFIXES:
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return base.replace("-", "_")
+    """Check a klp object name the way the loader parses it (`%55[^.]`) and return it."""
+    problem = objname_problem(raw)
+    if problem is not None:
+        raise fail(problem)
+    return raw.strip()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +451,7 @@ def parse_symbols_list(text: str, path: str) -> SymbolSource:
         if not line:
             continue
         if line.startswith("*"):
-            current_name = _objname_from_file(line[1:].strip())
+            current_name = module_name_from_file(line[1:].strip())
             if not current_name or " " in line[1:].strip():
                 raise _line_error(path, lineno, "expected '*<object>'", raw)
             current = per_obj.setdefault(current_name, [])
@@ -683,7 +652,7 @@ def parse_module(data: bytes, path: str) -> SymbolSource:
     """
     obj = read_elf(decompress(data, path), path)
     info = _modinfo(obj)
-    objname = info.get("name") or _objname_from_file(path)
+    objname = info.get("name") or module_name_from_file(path)
     vermagic = info.get("vermagic", "").split()
     pcpu = obj.section(".data..percpu")
     names: list[str] = []

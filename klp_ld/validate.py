@@ -23,7 +23,7 @@ from klp_ld.elf.consts import (
     reloc_name,
 )
 from klp_ld.elf.model import ElfObject, Section
-from klp_ld.names import KLP_RELA, VMLINUX, objname_problem, symbol_name_problem
+from klp_ld.names import KLP_RELA, VMLINUX, identity_problems
 from klp_ld.report import SiteCheckRecord
 from klp_ld.x86_sites import (
     CapstoneUnavailable,
@@ -61,13 +61,7 @@ def check_module(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnost
                                  "symbol": conv.link_name}
         if ident.kernel_name not in seen_names:
             seen_names.add(ident.kernel_name)
-            for objname in dict.fromkeys((ident.rela_obj, ident.sym_obj)):
-                problem = objname_problem(objname)
-                if problem:
-                    problems.append(error(problem, code="objname", **where))
-            problem = symbol_name_problem(ident.name)
-            if problem:
-                problems.append(error(problem, code="symbol-name", **where))
+            problems.extend(error(message, code=code, **where) for code, message in identity_problems(ident))
         problems.extend(_check_site(obj, sections.get(conv.section), conv, where))
     problems.extend(_check_modinfo(obj, conversions))
     problems.extend(check_tables(obj))

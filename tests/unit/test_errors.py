@@ -41,8 +41,8 @@ def test_annotation_of_a_defined_symbol(tmp_path, toolchain, watch_inputs):
 
 def test_object_name_with_a_dash_suggests_the_module_name(tmp_path, toolchain, watch_inputs):
     err = _fails(tmp_path, toolchain, "badobj-FAIL.c", watch_inputs)
-    assert "object name 'dummy-net' is not a kernel module name; the kernel names this module " \
-           "'dummy_net'" in err
+    assert "badobj-FAIL.o: .klp.module_relocs.dummy-net+0x0: numdummies: object name 'dummy-net' is not " \
+           "the kernel's module name: mod->name uses '_' for '-', so write 'dummy_net'" in err
 
 
 def test_truncated_record(tmp_path, toolchain, watch_inputs):
