@@ -144,3 +144,40 @@ def test_report_and_verbose(tmp_path, toolchain):
     assert record["schema"] == "klp-ld-report/1" and record["kind"] == "final"
     assert len(record["sites"]) == 8 and all(c["ok"] for c in record["checks"])
     assert record["removed_sections"] == [".klp.module_relocs.vmlinux"]
+
+
+SPECIAL = {
+    "module key in __jump_table": ('__jump_table,"aw"', ".klp.sym.rela.dummy.dummy.key,0",
+                                   "module-specific klp relocation in __jump_table"),
+    "vmlinux key in __jump_table": ('__jump_table,"aw"', ".klp.sym.vmlinux.key,0", None),
+    "exception table": ('__ex_table,"a"', ".klp.sym.vmlinux.fixup,0",
+                        "klp relocation in __ex_table, a table that may only describe the module's own code"),
+    "unknown section": ('.mystery,"aw"', ".klp.sym.vmlinux.thing,0",
+                        "klp relocation in .mystery, a section klp-ld does not know to be safe"),
+    "init text for a module": ('.init.text,"ax"', ".klp.sym.dummy.thing,0",
+                               "module-specific relocation for dummy in init section .init.text"),
+    "unsupported type": ('.data,"aw"', ".klp.sym.vmlinux.thing,0",
+                         "relocation type R_X86_64_PC16 cannot be a livepatch relocation"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPECIAL))
+def test_special_section_policy(tmp_path, toolchain, case):
+    section, symbol, message = SPECIAL[case]
+    directive = ".word" if "type" in case else ".quad"
+    reloc = f'{directive} "{symbol}" - .' if "type" in case else f'.quad "{symbol}"'
+    if "init text" in case:
+        reloc = f'movabs $"{symbol}", %rax\n\tret'
+    src = tmp_path / "s.s"
+    src.write_text(f"\t.section {section}\n\t.p2align 3\n\t{reloc}\n")
+    obj = tmp_path / "s.o"
+    subprocess.run(["as", "-o", str(obj), str(src)], check=True)
+    result = _final(tmp_path, toolchain, [obj])
+    if message is None:
+        assert result.returncode == 0, result.stderr
+        ko = read_elf_file(str(tmp_path / "m.ko"))
+        assert any(s.name == ".klp.rela.vmlinux.__jump_table" for s in ko.sections)
+    else:
+        assert result.returncode == 1, result.stderr
+        assert message in result.stderr
+        assert not (tmp_path / "m.ko").exists()
