@@ -181,3 +181,20 @@ def test_special_section_policy(tmp_path, toolchain, case):
         assert result.returncode == 1, result.stderr
         assert message in result.stderr
         assert not (tmp_path / "m.ko").exists()
+
+
+def test_object_without_section_symbols_and_every_dialect(tmp_path, toolchain):
+    """dotted.s has no section symbols; it mixes klp-convert records, a SUSE name and a raw name."""
+    obj = toolchain.build("dotted.s")
+    assert not any(s.type == 3 for s in read_elf_file(str(obj)).symbols[1:])  # STT_SECTION
+    m_o = _partial(tmp_path, toolchain, ["dotted.s"])
+    result = _final(tmp_path, toolchain, [m_o])
+    assert result.returncode == 0, result.stderr
+    ko = read_elf_file(str(tmp_path / "m.ko"))
+    by_section = {s.name: sorted(r.symbol.name for r in s.relocs if r.symbol)
+                  for s in ko.sections if s.name.startswith(".klp.rela.")}
+    assert by_section == {
+        ".klp.rela.vmlinux..text": [".klp.sym.vmlinux.bar.cold,0", ".klp.sym.vmlinux.foo.isra.0,2",
+                                    ".klp.sym.vmlinux.saved_command_line,0"],
+        ".klp.rela.dummy..text": [".klp.sym.dummy.numdummies,0"],
+    }
