@@ -26,7 +26,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from klp_ld.diag import Diagnostic, KlpLdError, error, fail
@@ -264,6 +264,7 @@ class _Search:
 
     found: list[FoundSource]
     errors: list[Diagnostic]
+    missing: dict[str, Diagnostic] = field(default_factory=dict)  # objname -> its no-source error
 
 
 def _release_from_path(path: str) -> str | None:
@@ -410,6 +411,7 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
     wanted = list(dict.fromkeys(normalize_objname(o) for o in objnames))
     found: list[FoundSource] = []
     errors: list[Diagnostic] = []
+    no_source: dict[str, Diagnostic] = {}
     release_error: KlpLdError | None = None
     try:
         release: str | None = kernel_release(headers_dir)
@@ -444,10 +446,11 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
         if src_found is not None:
             found.append(src_found)
         else:
-            errors.append(error(
+            no_source[VMLINUX] = error(
                 f"no symbols for vmlinux {release}: give --klp-symbols=PATH with a /proc/kallsyms "
                 f"dump (as root), System.map or vmlinux of that kernel", code="no-symbol-source",
-                notes=tuple(f"looked for {item}" for item in looked)))
+                notes=tuple(f"looked for {item}" for item in looked))
+            errors.append(no_source[VMLINUX])
 
     modules = [o for o in missing if o != VMLINUX]
     if modules:
@@ -455,8 +458,9 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
         builtin = _builtin_modules(release)
         loaded = loaded_modules() if running == release else frozenset()
         for obj in modules:
-            errors.extend(_find_module(obj, release, files, builtin, loaded, live, running,
-                                       use_cache, found))
+            problems = _find_module(obj, release, files, builtin, loaded, live, running, use_cache, found)
+            no_source.update((obj, p) for p in problems if p.code == "no-symbol-source")
+            errors.extend(problems)
 
     symvers = os.path.join(headers_dir, "Module.symvers")
     if not any(f.kind is SourceKind.SYMVERS for f in found) and os.path.isfile(symvers):
@@ -464,7 +468,7 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
         if exports_src is not None:
             found.append(FoundSource(symvers, SourceKind.SYMVERS, (), "exports",
                                      f"the exports of {release} from its headers", exports_src))
-    return release, _Search(found, errors)
+    return release, _Search(found, errors, no_source)
 
 
 def _find_module(obj: str, release: str, files: dict[str, list[str]], builtin: frozenset[str],
@@ -529,11 +533,16 @@ def discover(headers_dir: str, objnames: Iterable[str] = (VMLINUX,), explicit: S
 
 
 def discover_available(headers_dir: str, objnames: Iterable[str] = (VMLINUX,), explicit: Sequence[str] = (),
-                       *, use_cache: bool = True) -> tuple[Discovery, list[Diagnostic]]:
+                       *, use_cache: bool = True
+                       ) -> tuple[Discovery, dict[str, Diagnostic], list[Diagnostic]]:
     """Like `discover`, but returns what was found together with what was not, so that a link can
-    go on with the objects that have sources and say exactly where it looked for the others."""
+    go on with the objects that have sources and say exactly where it looked for the others.
+
+    Returns (the sources found, objname -> why it has none, every other error).
+    """
     release, search = _search(headers_dir, list(objnames), explicit, use_cache)
-    return Discovery(release, headers_dir, tuple(search.found)), list(search.errors)
+    others = [e for e in search.errors if e not in search.missing.values()]
+    return Discovery(release, headers_dir, tuple(search.found)), dict(search.missing), others
 
 
 def print_sources(headers_dir: str, objnames: Iterable[str] = (VMLINUX,),

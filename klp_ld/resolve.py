@@ -51,10 +51,12 @@ def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnam
     if not discover_sources or not os.path.isfile(os.path.join(cwd, RELEASE_FILE)):
         return load_resolver(symbol_paths, symvers, cwd), []
     explicit = [os.path.join(cwd, p) for p in symbol_paths]
-    found, missing = discover_available(cwd, sorted(objnames | {VMLINUX}), explicit)
-    problems = [d if d.code != "no-symbol-source" else
-                Diagnostic("warning", d.message + "; positions for it are not checked", d.obj, d.section,
-                           d.offset, d.symbol, d.code, d.notes) for d in missing]
+    # vmlinux is always looked for, to resolve unannotated references; missing, it is worth a
+    # warning only when an annotation names it.
+    found, no_source, problems = discover_available(cwd, sorted(objnames | {VMLINUX}), explicit)
+    problems += [Diagnostic("warning", d.message + "; positions for it are not checked", d.obj, d.section,
+                            d.offset, d.symbol, d.code, d.notes)
+                 for objname, d in sorted(no_source.items()) if objname in objnames]
     if not found.found:
         return None, problems
     index = found.index()
