@@ -20,7 +20,7 @@ from klp_ld import cmdline
 from klp_ld.annotations import KLP_CONVERT, Harvest, harvest
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
-from klp_ld.diag import Diagnostic, KlpLdError, note
+from klp_ld.diag import Diagnostic, KlpLdError, fail, note
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
@@ -60,9 +60,13 @@ def _signals_raise() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
+def _write_bytes(path: str, data: bytes, display: str | None = None) -> None:
+    """Write a whole file; a full disk or a permission problem is one error naming `display`."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise fail(f"cannot write: {exc.strerror or exc}", obj=display or path) from None
 
 
 def _is_elf_object(path: str) -> bool:
@@ -129,7 +133,7 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
         report.renames.extend(renames)
         report.sites.extend(_site_decisions(obj, display, renames))
         copy = os.path.join(tmpdir, f"{n:04d}-{os.path.basename(display)}")
-        _write_bytes(copy, write_elf(obj))
+        _write_bytes(copy, write_elf(obj), f"{copy} (temporary copy of {display})")
         replaced[index] = copy
     report.diagnostics.extend(p for p in problems if p.severity != "error")
     errors = [p for p in problems if p.severity == "error"]
@@ -151,9 +155,13 @@ def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list
     return out
 
 
-def _temp_output(output: str) -> str:
+def _temp_output(output: str, display: str) -> str:
+    """A fresh file beside the output, so that the final rename is atomic."""
     directory, base = os.path.split(output)
-    fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".klp-ld.tmp", dir=directory or ".")
+    try:
+        fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".klp-ld.tmp", dir=directory or ".")
+    except OSError as exc:
+        raise fail(f"cannot create the output: {exc.strerror or exc}", obj=display) from None
     os.close(fd)
     return path
 
@@ -182,43 +190,59 @@ def finish_module(path: str, display: str, report: Report) -> bytes | None:
     return write_elf(obj)
 
 
+def _make_tmpdir() -> str:
+    try:
+        return tempfile.mkdtemp(prefix="klp-ld-")
+    except OSError as exc:
+        raise fail(f"cannot create a temporary directory in {tempfile.gettempdir()}: "
+                   f"{exc.strerror or exc}") from None
+
+
 def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
     """The partial or final link of a livepatch module; returns the exit status."""
-    output = os.path.join(cmd.cwd, cmd.output or "a.out")
+    shown_out = cmd.output or "a.out"
+    output = os.path.join(cmd.cwd, shown_out)
     opts = cmd.options
-    tmpdir = tempfile.mkdtemp(prefix="klp-ld-")
+    tmpdir: str | None = None
     temp_out: str | None = None
     try:
         with _signals_raise():
+            tmpdir = _make_tmpdir()
             replaced = prepare_inputs(cmd, tmpdir, report)
-            temp_out = os.path.join(tmpdir, "dry-run-output") if opts.dry_run else _temp_output(output)
+            if opts.dry_run:
+                temp_out = os.path.join(tmpdir, "dry-run-output")
+            else:
+                temp_out = _temp_output(output, shown_out)
             argv = rewrite_argv(cmd, replaced, temp_out, tmpdir)
-            shown = rewrite_argv(cmd, replaced, cmd.output or "a.out", tmpdir)
-            report.ld_command = [ld.argv0, *shown]
+            report.ld_command = [ld.argv0, *rewrite_argv(cmd, replaced, shown_out, tmpdir)]
             status = run_ld(ld.path, ld.argv0, argv, cmd.cwd)
             report.ld_status = status
             if status != 0:
                 report.status = "ld-failed"
                 return status
             if cmd.kind == cmdline.FINAL:
-                converted = finish_module(temp_out, cmd.output or output, report)
+                converted = finish_module(temp_out, shown_out, report)
                 if converted is not None:
                     if any(r.reason.startswith("annotated") for r in report.renames):
                         report.diagnostics.append(note(
                             "annotations were converted at the final link (a single-object module): "
                             "modpost saw the plain names, so such a module builds only with "
                             "KBUILD_MODPOST_WARN=1; make it a composite module (obj-m := foo.o, "
-                            "foo-y := foo_main.o) to keep modpost's checks", obj=cmd.output))
+                            "foo-y := foo_main.o) to keep modpost's checks", obj=shown_out))
                     if not opts.dry_run:
-                        _write_bytes(temp_out, converted)
+                        _write_bytes(temp_out, converted, shown_out)
             if not opts.dry_run:
-                os.replace(temp_out, output)
+                try:
+                    os.replace(temp_out, output)
+                except OSError as exc:
+                    raise fail(f"cannot write: {exc.strerror or exc}", obj=shown_out) from None
                 temp_out = None
             return 0
     finally:
         if temp_out is not None and not opts.dry_run and os.path.exists(temp_out):
             os.unlink(temp_out)
-        if opts.keep_tmp:
-            report.diagnostics.append(note(f"temporary files kept in {tmpdir}"))
-        else:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        if tmpdir is not None:
+            if opts.keep_tmp:
+                report.diagnostics.append(note(f"temporary files kept in {tmpdir}"))
+            else:
+                shutil.rmtree(tmpdir, ignore_errors=True)
