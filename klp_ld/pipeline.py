@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from klp_ld import cmdline
-from klp_ld.annotations import KLP_CONVERT, Harvest, harvest
+from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
 from klp_ld.diag import Diagnostic, KlpLdError, fail, note
@@ -41,7 +41,7 @@ class RealLd:
 def _reason(dialect: str, section: str, offset: int) -> str:
     if dialect == KLP_CONVERT:
         return f"annotated at {section}+{offset:#x}"
-    return "SUSE KLP_RELOC_SYMBOL name" if dialect == "suse" else "identity named in the source"
+    return "SUSE KLP_RELOC_SYMBOL name" if dialect == SUSE else "identity named in the source"
 
 
 class Terminated(Exception):
