@@ -26,7 +26,7 @@ from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
 from klp_ld.link import rewrite_argv, run_ld
 from klp_ld.names import Identity
-from klp_ld.rename import Rename, apply_renames
+from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
 from klp_ld.validate import check_module, check_sites
@@ -109,6 +109,7 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
     own = {s.name for *_, obj, _ in objects for s in obj.symbols if s.name and not s.is_undefined
            and not s.is_local}
 
+    keep = _kept_for_objtool(objects) if cmd.kind == cmdline.PARTIAL else frozenset()
     replaced: dict[int, str] = {}
     for n, index, display, obj, found in objects:
         # An annotation whose symbol already carries its identity (a partial link's output) says
@@ -127,7 +128,7 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
             problems.extend(unresolved)
             wanted.update(automatic)
             problems.extend(check_own_globals(obj, display, resolver))
-        renames = apply_renames(obj, wanted)
+        renames = apply_renames(obj, wanted, keep)
         if not renames:
             continue
         report.renames.extend(renames)
@@ -140,6 +141,28 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
     if errors:
         raise KlpLdError(*errors)
     return replaced
+
+
+def _kept_for_objtool(objects: list[tuple[int, int, str, ElfObject, Harvest]]) -> frozenset[str]:
+    """Annotated noreturn callees that can keep their name through the partial link.
+
+    objtool (run on the partial link's output from 6.12 on) knows these callees by name only. A name
+    keeps it when every object that references it annotates it with one identity of that same name,
+    so the merge in `ld -r` loses nothing; the final link renames it from the surviving annotation.
+    """
+    meanings: dict[str, set[Identity]] = {}
+    unannotated: set[str] = set()
+    for *_, obj, found in objects:
+        annotated = {a.symbol: a.identity for a in found.annotations}
+        for sym in obj.symbols[1:]:
+            if not sym.is_undefined or sym.name not in OBJTOOL_NORETURNS:
+                continue
+            if sym.name in annotated:
+                meanings.setdefault(sym.name, set()).add(annotated[sym.name])
+            else:
+                unannotated.add(sym.name)
+    return frozenset(name for name, identities in meanings.items() if name not in unannotated
+                     and len(identities) == 1 and next(iter(identities)).name == name)
 
 
 def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list[SiteDecision]:
@@ -223,7 +246,7 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
             if cmd.kind == cmdline.FINAL:
                 converted = finish_module(temp_out, shown_out, report)
                 if converted is not None:
-                    if any(r.reason.startswith("annotated") for r in report.renames):
+                    if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
                         report.diagnostics.append(note(
                             "annotations were converted at the final link (a single-object module): "
                             "modpost saw the plain names, so such a module builds only with "
