@@ -11,6 +11,15 @@ from typing import Any
 
 PROG = "klp-ld"
 
+# Names in messages come from the objects: a control character in one (a corrupt or hostile file)
+# must neither break the one-line format nor reach the terminal as an escape sequence.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """`text` with C0/C1 control characters (newline and escape included) shown as `\\xNN`."""
+    return text.translate(_CONTROL)
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
@@ -38,7 +47,7 @@ class Diagnostic:
     def render(self) -> str:
         loc = self.location()
         head = f"{PROG}: {self.severity}: " + (f"{loc}: " if loc else "") + self.message
-        return "\n".join([head, *(f">>> {note}" for note in self.notes)])
+        return "\n".join([printable(head), *(f">>> {printable(note)}" for note in self.notes)])
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {"severity": self.severity, "code": self.code, "message": self.message}
