@@ -69,12 +69,14 @@ def _write_bytes(path: str, data: bytes, display: str | None = None) -> None:
         raise fail(f"cannot write: {exc.strerror or exc}", obj=display or path) from None
 
 
-def _is_elf_object(path: str) -> bool:
+def _is_elf_object(path: str, display: str) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
+    except FileNotFoundError:
+        return False  # ld reports a missing input in its own words
+    except OSError as exc:
+        raise fail(f"cannot read: {exc.strerror or exc}", obj=display) from None
 
 
 def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, str]:
@@ -86,7 +88,7 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
     for n, index in enumerate(cmd.inputs):
         display = cmd.expanded[index].value
         path = os.path.join(cmd.cwd, display)
-        if _is_elf_object(path):
+        if _is_elf_object(path, display):
             obj = read_elf_file(path, display)
             objects.append((n, index, display, obj, harvest(obj)))
     problems: list[Diagnostic] = [p for *_, found in objects for p in found.problems]
@@ -185,6 +187,9 @@ def _temp_output(output: str, display: str) -> str:
         fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".klp-ld.tmp", dir=directory or ".")
     except OSError as exc:
         raise fail(f"cannot create the output: {exc.strerror or exc}", obj=display) from None
+    umask = os.umask(0o022)  # mkstemp makes 0600; ld makes its outputs 0666 & ~umask
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     return path
 
@@ -240,6 +245,13 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
             report.ld_command = [ld.argv0, *rewrite_argv(cmd, replaced, shown_out, tmpdir)]
             status = run_ld(ld.path, ld.argv0, argv, cmd.cwd)
             report.ld_status = status
+            if status == -signal.SIGINT:
+                raise KeyboardInterrupt
+            if status == -signal.SIGTERM:
+                raise Terminated(signal.SIGTERM)
+            if status < 0:
+                raise fail(f"the real linker {ld.path} was killed by signal {-status} "
+                           f"({signal.strsignal(-status)})")
             if status != 0:
                 report.status = "ld-failed"
                 return status
