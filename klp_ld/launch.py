@@ -2,6 +2,11 @@
 
 Only `os` and `sys` are imported before the decision. A pass-through replaces this process with
 the real linker (`execv`), so ld's output, messages and exit status reach kbuild unchanged.
+
+The `klp-ld` command (wrappers/klp-ld, installed as is) starts Python with `-I -S`; site-packages,
+pyelftools and capstone are loaded only once there is livepatch work. KLP_LD_TRACE_MODULES=FILE
+writes the modules loaded when klp-ld hands a command to ld, one per line, so tests can check
+that the pass-through path stays that small.
 """
 
 from __future__ import annotations
@@ -16,12 +21,28 @@ def _own_paths() -> tuple[str, ...]:
     return (sys.argv[0], os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
 
 
+TRACE_MODULES = "KLP_LD_TRACE_MODULES"
+
+
 def _full_python() -> None:
-    """The wrapper starts Python without `site` for speed; real work needs site-packages."""
-    if "site" not in sys.modules:
+    """The wrapper starts Python without `site` for speed; real work needs site-packages.
+
+    Called once per run; `site.main()` is idempotent should that ever change.
+    """
+    if sys.flags.no_site:
         import site
 
         site.main()
+
+
+def _trace_modules() -> None:
+    path = os.environ.get(TRACE_MODULES)
+    if path:
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(f"{name}\n" for name in sorted(sys.modules)))
+        except OSError as exc:
+            sys.stderr.write(f"klp-ld: warning: {TRACE_MODULES}: {exc.strerror or exc}\n")
 
 
 def _complain(message: str) -> int:
@@ -54,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         except realld.RealLdError as exc:
             return _complain(str(exc))
         os.environ[realld.ACTIVE_MARKER] = "1"
+        _trace_modules()
         try:
             os.execv(path, [argv0, *cmd.ld_argv])
         except OSError as exc:
