@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klp_ld.diag import Diagnostic, error
-from klp_ld.elf.consts import RX86, reloc_name
+from klp_ld.elf.consts import RX86, STB_WEAK, reloc_name
 from klp_ld.elf.model import ElfObject, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
 
@@ -40,6 +40,8 @@ class Annotation:
     dialect: str
     section: str
     offset: int
+    # The symbol is already the weak identity klp-ld's partial link makes: decided and checked there.
+    decided: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
             already = parse_identity(name)
             if already is not None:
                 # The object was converted before (an `ld -r` output): the name says it all.
-                found.append(Annotation(name, already, KLP_CONVERT, sec.name, rela.offset))
+                found.append(Annotation(name, already, KLP_CONVERT, sec.name, rela.offset,
+                                        sym.bind == STB_WEAK))
                 continue
             found.append(Annotation(name, Identity(objname, objname, name, sympos), KLP_CONVERT,
                                     sec.name, rela.offset))
@@ -140,7 +143,8 @@ def _harvest_named(obj: ElfObject, found: list[Annotation], problems: list[Diagn
                                       code="identity-malformed", obj=obj.path, symbol=sym.name))
             continue
         dialect = SUSE if sym.name.startswith(".klp.sym.rela.") else RAW
-        found.append(Annotation(sym.name, identity, dialect, ".symtab", 0))
+        decided = sym.bind == STB_WEAK and sym.name == identity.link_name
+        found.append(Annotation(sym.name, identity, dialect, ".symtab", 0, decided))
 
 
 def _undefined(obj: ElfObject) -> list[Symbol]:
@@ -151,8 +155,8 @@ def _check_identities(path: str, found: list[Annotation]) -> list[Diagnostic]:
     problems: list[Diagnostic] = []
     seen: set[tuple[str, Identity]] = set()
     for ann in found:
-        if (ann.symbol, ann.identity) in seen:
-            continue
+        if ann.decided or (ann.symbol, ann.identity) in seen:
+            continue  # decided: checked by the partial link that named it
         seen.add((ann.symbol, ann.identity))
         ident = ann.identity
         where: dict[str, Any] = {"obj": path, "section": ann.section, "symbol": ann.symbol}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 from klp_ld.elf.consts import KSYM_NAME_LEN, MODULE_NAME_LEN
 
@@ -50,6 +51,7 @@ class Identity:
         return f"{KLP_RELA}{self.rela_obj}.{target}"
 
 
+@lru_cache(maxsize=65536)
 def parse_identity(symbol: str) -> Identity | None:
     """Read an identity back from a symbol name; None when it is not one.
 
@@ -100,6 +102,7 @@ def module_name_from_file(path: str) -> str:
     return base.replace("-", "_")
 
 
+@lru_cache(maxsize=4096)
 def objname_problem(raw: str) -> str | None:
     """Why the loader would never match this object name, naming the spelling it would match.
 
@@ -126,6 +129,7 @@ def objname_problem(raw: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def symbol_name_problem(name: str) -> str | None:
     """Why `.klp.sym.<obj>.<name>,<pos>` would not parse for this symbol name."""
     if not name:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, replace
 
 from klp_ld.annotations import Harvest
 from klp_ld.diag import Diagnostic, error, warning
-from klp_ld.discover import discover_available
+from klp_ld.discover import discover_available, load_cached
 from klp_ld.elf.consts import STB_WEAK
 from klp_ld.elf.model import ElfObject
 from klp_ld.names import VMLINUX, Identity, parse_identity
-from klp_ld.symbols import Resolved, SourceKind, SymbolIndex, SymbolProblem, load_source
+from klp_ld.symbols import Resolved, SourceKind, SymbolIndex, SymbolProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnam
     index = found.index()
     sources = [line for line in found.report()]
     if symvers is not None:
-        exports = load_source(os.path.join(cwd, symvers), SourceKind.SYMVERS)
+        exports = load_cached(os.path.join(cwd, symvers), SourceKind.SYMVERS)
         index = replace(index, exports={e.name: e for e in exports.exports})
         sources.append(f"{exports.path} (exports, --klp-symvers)")
     has_exports = bool(index.exports)
@@ -74,12 +74,12 @@ def load_resolver(symbol_paths: list[str], symvers: str | None, cwd: str) -> Res
     if not symbol_paths:
         return None
     paths = [os.path.join(cwd, p) for p in symbol_paths]
-    loaded = [load_source(p) for p in paths]
+    loaded = [load_cached(p) for p in paths]
     described = [f"{s.path} ({s.kind.value})" for s in loaded]
     if symvers is None and os.path.isfile(os.path.join(cwd, "Module.symvers")):
         symvers = "Module.symvers"
     if symvers is not None:
-        exports = load_source(os.path.join(cwd, symvers), SourceKind.SYMVERS)
+        exports = load_cached(os.path.join(cwd, symvers), SourceKind.SYMVERS)
         loaded.append(exports)
         described.append(f"{exports.path} (exports)")
     has_exports = any(s.kind is SourceKind.SYMVERS for s in loaded)
@@ -90,11 +90,16 @@ def check_annotations(found: Harvest, resolver: Resolver) -> tuple[dict[str, str
     """Each annotation against the kernel's count; returns reason texts per symbol and problems."""
     reasons: dict[str, str] = {}
     problems: list[Diagnostic] = []
+    outcomes: dict[Identity, Resolved | SymbolProblem] = {}
     for ann in found.annotations:
         ident = ann.identity
+        if ann.decided:
+            continue  # a partial link's output: held to the symbols when it was named
         if ident.sym_obj not in resolver.index.tables:
             continue  # no source covers that object; nothing to hold it to
-        outcome = resolver.index.resolve(ident.sym_obj, ident.name, ident.sympos)
+        outcome = outcomes.get(ident)
+        if outcome is None:
+            outcome = outcomes[ident] = resolver.index.resolve(ident.sym_obj, ident.name, ident.sympos)
         offset = None if ann.section == ".symtab" else ann.offset
         if isinstance(outcome, SymbolProblem):
             diag = outcome.diagnostic(obj=found.obj, section=ann.section, offset=offset)
