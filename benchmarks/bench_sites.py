@@ -3,7 +3,7 @@
 Run on demand (pytest does not collect it):  python benchmarks/bench_sites.py [--sites N] [--runs R]
 
 The assembly is generated here and built with gcc: functions of kernel-like code, each mixing the
-relocated forms of capstone-x86.md section 2 with unrelocated filler, so the sweep has real work to do.
+relocated instruction forms a kernel object uses with unrelocated filler, so the sweep has real work to do.
 pyelftools reads the object once, outside the timing; what is timed is one call of the public API over
 all sites (sweep + detail decode + checks), median of several runs after a warm-up that imports capstone.
 The target is >= 20k sites/s.

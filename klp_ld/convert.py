@@ -1,4 +1,4 @@
-"""Turn a linked `.ko` into the kernel's livepatch format (kernel-rules.md, section 8).
+"""Turn a linked `.ko` into the kernel's livepatch format (Documentation/livepatch/module-elf-format.rst).
 
 ld keeps neither SHN_LIVEPATCH nor SHF_RELA_LIVEPATCH, and cannot hold two relocation sections for
 one section, so this runs on the finished `.ko`, after the last ld. For every relocation against

@@ -523,7 +523,7 @@ def discover(headers_dir: str, objnames: Iterable[str] = (VMLINUX,), explicit: S
     """Find and parse the symbol sources for `objnames` of the headers' kernel release.
 
     Explicit sources (`--klp-symbols=PATH`) come first and win for every object they cover;
-    the rest is searched in the order kernel-rules.md and kbuild.md justify. Every object
+    the rest is searched in the order of how much each source can be trusted. Every object
     without a source is reported at once, each with the places that were looked at.
     """
     release, search = _search(headers_dir, list(objnames), explicit, use_cache)

@@ -107,7 +107,7 @@ def objname_problem(raw: str) -> str | None:
     """Why the loader would never match this object name, naming the spelling it would match.
 
     The kernel does not refuse a wrong spelling: the patch just waits forever for a module that
-    never appears (user-failures.md #5), so every spelling a file name suggests is an error.
+    never appears (kpatch issues #918, #1286), so every spelling a file name suggests is an error.
     """
     name = raw.strip()
     if not name:

@@ -1,6 +1,6 @@
 """Hold every annotation to the target's symbol table, and resolve what the author left unsaid.
 
-The kernel counts positions its own way (kernel-rules.md §4); a position that does not exist, or
+The kernel counts positions its own way (klp_find_object_symbol); a position that does not exist, or
 position 0 for a name with copies, loads as a cryptic refusal or binds the wrong function. With
 symbol sources at hand, klp-ld answers those questions at build time instead, and it resolves
 unannotated references to names that are unique in exactly one object, while exports and the

@@ -1,7 +1,7 @@
 """Symbol sources of a target kernel and the kernel's own sympos algorithm.
 
 A klp relocation names its target as (object, name, position), and the kernel resolves it by
-counting same-named symbols of one object in an order of its own (kernel-rules.md §4): vmlinux
+counting same-named symbols of one object in an order of its own (klp_find_object_symbol): vmlinux
 symbols in address order, module symbols in `.symtab` order. A patch built against any other
 order loads and silently binds the wrong function, or is refused at load with a message that no
 longer names the line that caused it. So this module turns every source an engineer may have --
@@ -69,7 +69,7 @@ _SKIPPED_NAMES = frozenset({
 })
 # Pseudo-modules of /proc/kallsyms (BPF programs, ftrace and kprobe trampolines): no klp object.
 _PSEUDO_MODULES = ("bpf", "__builtin__")
-# Defined by every .ko (the .mod.o), never a patch target (loader-observed.md, "Traps").
+# Defined by every .ko (the .mod.o), never a patch target.
 MODULE_BOILERPLATE = frozenset({"__this_module", "init_module", "cleanup_module"})
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
@@ -668,7 +668,7 @@ def _modinfo(obj: ElfObject) -> dict[str, str]:
 def parse_module(data: bytes, path: str) -> SymbolSource:
     """Read a module (`.ko`, possibly xz/gzip/zstd-compressed) in `.symtab` order.
 
-    Both counts the kernel may use are kept (kernel-rules.md §4): a module already loaded is
+    Both counts the kernel may use are kept (module_kallsyms_on_each_symbol): a module already loaded is
     searched over its core symbols only (`is_core_symbol`: named, defined, in an allocated
     non-`.init` section, or per-CPU), a module loading after the patch over every defined symbol.
     """
@@ -1068,8 +1068,8 @@ def _resolve_module(table: ObjectTable, cands: Sequence[Candidate], name: str,
     """Both load orders must bind the same symbol, or the patch works in only one of them.
 
     Already loaded, the kernel counts core symbols; loading after the patch, it counts the whole
-    `.symtab` (kernel-rules.md §4). A name with a copy in `.init*` or a non-allocated section can
-    therefore mean two different symbols.
+    `.symtab` (klp_module_coming runs before do_init_module). A name with a copy in `.init*` or a
+    non-allocated section can therefore mean two different symbols.
     """
     objname = table.objname
     core = [c for c in cands if c.position is not None]

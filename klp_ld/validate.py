@@ -1,7 +1,7 @@
 """Check a converted module against every rule the kernel's loader applies, before it is written.
 
 A module that breaks one of these rules either fails to load with a terse kernel message or,
-worse, loads and writes the wrong bytes. Each rule cites kernel-rules.md; each failure names the
+worse, loads and writes the wrong bytes. Each rule names the kernel code it mirrors; each failure names the
 object, section, offset and symbol. All problems are collected and reported together.
 """
 
@@ -34,9 +34,10 @@ from klp_ld.x86_sites import (
     check_text_sites,
 )
 
-# What the loader needs (kernel-rules.md §1.2); pahole drops SHF_INFO_LINK, which is harmless.
+# What the loader needs (apply_relocations, move_module); pahole drops SHF_INFO_LINK, which is harmless.
 REQUIRED_KLP_FLAGS = SHF_ALLOC | SHF_RELA_LIVEPATCH
-# Sections the loader consumes before module-specific klp relocations exist (kernel-rules.md §5):
+# Sections the loader consumes before module-specific klp relocations exist (module_finalize and the
+# COMING notifiers run before klp_module_coming):
 # a vmlinux identity is written in time, a module one is not.
 EARLY_CONSUMED = (".altinstructions", ".altinstr_replacement", ".altinstr_aux", ".parainstructions",
                   "__jump_table", ".static_call_sites")

@@ -15,7 +15,7 @@ wherever ``r_offset`` says and only complains when the old bytes are not zero.  
 Instruction boundaries come from capstone.  A sweep may only start at a known instruction start (a
 function symbol, the end of a function, or a section start): started anywhere else, x86's variable-length
 encoding mis-decodes for dozens of bytes.  The sweep uses ``disasm_lite`` (fast, no detail); only the
-instruction holding a site is decoded again with detail.  See ``shared/reference/capstone-x86.md``.
+instruction holding a site is decoded again with detail.
 
 Everything here is a pure function of the bytes and lists it is given: no ELF parsing, no file access, no
 caches that outlive a call.  capstone is imported on first use, so ``import klp_ld`` stays cheap.

@@ -1,4 +1,4 @@
-# Every encoding of capstone-x86.md section 2 that carries a relocation, one instruction per function,
+# Every instruction encoding a kernel object uses to refer to a symbol, one instruction per function,
 # so a site's offset inside its function is the field offset.  Functions are 16-byte aligned: gas pads
 # the gaps with multi-byte NOPs, as gcc's -falign-functions does.
 # Built at test time with: gcc -c encodings.s -o encodings.o

@@ -5,7 +5,7 @@
  *       -fno-asynchronous-unwind-tables -pg -mrecord-mcount -mfentry -fpatchable-function-entry=16,16
  *       -fcf-protection=branch -mindirect-branch=thunk-extern -mindirect-branch-cs-prefix
  *       -mfunction-return=thunk-extern -mharden-sls=all -fno-jump-tables kernel_style.c
- * (the flag set in shared/reference/capstone-x86.md, 6.12 flavour; the 6.1 flavour drops the
+ * (kbuild's flag set, 6.12 flavour; the 6.1 flavour drops the
  * patchable entries and IBT).
  */
 struct item {

@@ -38,7 +38,7 @@ from klp_ld.x86_sites import (  # noqa: E402
 
 FIXTURES = ROOT / "testdata" / "sites"
 
-# The flags of shared/reference/capstone-x86.md (section 0), 6.12 and 6.1 flavours.
+# kbuild's code-generation flags for Debian's 6.12 and 6.1 kernels.
 KERNEL_CFLAGS = [
     "-O2",
     "-mcmodel=kernel",
