@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klp_ld.diag import Diagnostic, error
-from klp_ld.elf.consts import RX86, STB_WEAK, reloc_name
+from klp_ld.elf.consts import RX86, SHT_NOBITS, STB_WEAK, reloc_name
 from klp_ld.elf.model import ElfObject, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
 
@@ -77,6 +77,10 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
         rsec = obj.rela_for(sec)
         relocs = sorted(rsec.relocs, key=lambda r: r.offset) if rsec is not None else []
         where: dict[str, Any] = {"obj": obj.path, "section": sec.name}
+        if sec.type == SHT_NOBITS and sec.size:
+            problems.append(error("annotation section has no contents (SHT_NOBITS), so no positions",
+                                  code="annotation-nobits", **where))
+            continue
         if not relocs:
             if sec.size:
                 problems.append(error("annotation section has records but no relocations naming their "

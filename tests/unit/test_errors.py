@@ -9,6 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from klp_ld.elf.consts import SHT_NOBITS
+from klp_ld.elf.read import read_elf_file
+from klp_ld.elf.write import write_elf
+
 from .conftest import Toolchain, run_klp_ld
 
 
@@ -110,3 +114,16 @@ def test_corrupted_annotated_object_never_tracebacks(tmp_path_factory, toolchain
         assert not (work / "out.o").exists()
         klp_lines = [line for line in result.stderr.splitlines() if line.startswith("klp-ld:")]
         assert all(line.startswith("klp-ld: error: ") for line in klp_lines), result.stderr
+
+
+def test_annotation_section_without_contents(tmp_path, toolchain):
+    """Found by fuzzing: an annotation section turned SHT_NOBITS has a size but no bytes."""
+    model = read_elf_file(str(toolchain.build("seed_a.c")))
+    sec = next(s for s in model.sections if s.name == ".klp.module_relocs.vmlinux")
+    sec.type, sec.nobits_size, sec.data = SHT_NOBITS, len(sec.data), b""
+    (tmp_path / "nobits.o").write_bytes(write_elf(model))
+    result = run_klp_ld(["-r", "-o", "out.o", "nobits.o"], tmp_path)
+    assert result.returncode == 1
+    assert "nobits.o: .klp.module_relocs.vmlinux: annotation section has no contents (SHT_NOBITS)" \
+        in result.stderr
+    assert not (tmp_path / "out.o").exists()
