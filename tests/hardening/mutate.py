@@ -413,7 +413,7 @@ def mutate(seed: bytes, rnd: random.Random, count: int | None = None,
         applied.append(name)
         if name == "rename" and bytes(buf[:4]) == b"\x7fELF":
             # the writer laid the file out anew: aim the next mutations at the new layout
-            with contextlib.suppress(struct.error, IndexError):
+            with contextlib.suppress(struct.error, IndexError, OverflowError):
                 lay = Layout.parse(bytes(buf))
     return bytes(buf), applied
 
