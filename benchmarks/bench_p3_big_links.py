@@ -23,6 +23,7 @@ import cProfile
 import io
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,11 +126,30 @@ def main() -> int:
         check = subprocess.run([str(WRAPPER), "check", "big.ko", f"--klp-symbols={kallsyms}"], cwd=obj_dir,
                                env=env, capture_output=True, text=True, check=False)
         print(f"  klp-ld check big.ko: status {check.returncode}: {check.stdout.strip().splitlines()[-1]}")
+        loading = symbol_loading_ms(obj_dir, kallsyms, opts.runs)
+        partial_ms = statistics.median(steps["klp-ld partial"]) * 1e3
+        print(f"  symbol loading on a later link (cached): {loading:.1f} ms, "
+              f"{100 * loading / partial_ms:.1f}% of the klp-ld partial link ({partial_ms:.0f} ms)")
         if opts.profile:
             profile(obj_dir, klp_opts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def symbol_loading_ms(obj_dir: Path, kallsyms: Path, runs: int) -> float:
+    """Median time of loading the symbol sources once the per-file cache holds them, in a fresh
+    process each time, as every link is."""
+    code = ("import sys, time; from klp_ld.resolve import load_resolver; t = time.perf_counter(); "
+            f"load_resolver([{str(kallsyms)!r}], {str(HEADERS_61 / 'Module.symvers')!r}, '.'); "
+            "print(time.perf_counter() - t)")
+    samples = []
+    for _ in range(runs + 1):
+        env = klp_env({"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        out = subprocess.run([PYTHON, "-c", code], cwd=obj_dir, env=env, capture_output=True, text=True,
+                             check=True)
+        samples.append(float(out.stdout) * 1e3)
+    return statistics.median(samples[1:])
 
 
 def profile(obj_dir: Path, klp_opts: list[str]) -> None:
