@@ -375,6 +375,16 @@ def _address_ordered(objname: str, path: str, kind: SourceKind,
                        tuple(r[0] for r in rows), order=order)
 
 
+def _hex_address(text: str, path: str, lineno: int, line: str) -> int:
+    try:
+        addr = int(text, 16)
+    except ValueError:
+        raise _line_error(path, lineno, "address is not hexadecimal", line) from None
+    if addr < 0:
+        raise _line_error(path, lineno, "address is not hexadecimal", line)
+    return addr
+
+
 def parse_kallsyms(text: str, path: str) -> SymbolSource:
     """Parse a `/proc/kallsyms` dump: `addr type name` for vmlinux, `addr type name\\t[mod]` else.
 
@@ -391,12 +401,7 @@ def parse_kallsyms(text: str, path: str) -> SymbolSource:
             continue
         if len(parts) not in (3, 4) or len(parts[1]) != 1:
             raise _line_error(path, lineno, "expected 'address type name [module]'", line)
-        try:
-            addr = int(parts[0], 16)
-        except ValueError:
-            raise _line_error(path, lineno, "address is not hexadecimal", line) from None
-        if addr < 0:
-            raise _line_error(path, lineno, "address is not hexadecimal", line)
+        addr = _hex_address(parts[0], path, lineno, line)
         row = (addr, parts[1], parts[2])
         if len(parts) == 3:
             vmlinux.append(row)
@@ -439,12 +444,7 @@ def parse_system_map(text: str, path: str) -> SymbolSource:
             continue
         if len(parts) != 3 or len(parts[1]) != 1:
             raise _line_error(path, lineno, "expected 'address type name'", line)
-        try:
-            addr = int(parts[0], 16)
-        except ValueError:
-            raise _line_error(path, lineno, "address is not hexadecimal", line) from None
-        if addr < 0:
-            raise _line_error(path, lineno, "address is not hexadecimal", line)
+        addr = _hex_address(parts[0], path, lineno, line)
         if not _kallsyms_filtered(parts[2], parts[1]):
             rows.append((addr, parts[1], parts[2]))
     if not rows:
