@@ -21,6 +21,7 @@ from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
 from klp_ld.diag import Diagnostic, KlpLdError, fail, note
+from klp_ld.discover import kernel_release
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
@@ -29,7 +30,7 @@ from klp_ld.names import Identity
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
-from klp_ld.validate import check_module, check_sites
+from klp_ld.validate import check_module, check_sites, reload_caveat
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,15 @@ def _temp_output(output: str, display: str) -> str:
     return path
 
 
-def finish_module(path: str, display: str, report: Report) -> bytes | None:
+def _target_release(cwd: str) -> str | None:
+    """The release kbuild builds for, when LD runs in a headers directory (else unknown)."""
+    try:
+        return kernel_release(cwd)
+    except KlpLdError:
+        return None
+
+
+def finish_module(path: str, display: str, report: Report, release: str | None = None) -> bytes | None:
     """Convert the linked module at `path`; returns the new bytes, or None when there was nothing to do."""
     with open(path, "rb") as f:
         data = f.read()
@@ -208,6 +217,7 @@ def finish_module(path: str, display: str, report: Report) -> bytes | None:
                                          conv.addend, f"{conv.klp_section} {conv.identity.kernel_name}",
                                          "converted"))
     problems = check_module(obj, result.conversions)
+    problems.extend(reload_caveat(release, result.conversions, display))
     site_problems, records = check_sites(obj, result.conversions)
     report.checks.extend(records)
     problems.extend(site_problems)
@@ -256,7 +266,7 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
                 report.status = "ld-failed"
                 return status
             if cmd.kind == cmdline.FINAL:
-                converted = finish_module(temp_out, shown_out, report)
+                converted = finish_module(temp_out, shown_out, report, _target_release(cmd.cwd))
                 if converted is not None:
                     if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
                         report.diagnostics.append(note(

@@ -36,7 +36,9 @@ class Resolver:
         return f"{pos} of {count} in {identity.sym_obj}" if count != 1 else f"unique in {identity.sym_obj}"
 
 
-RELEASE_FILE = os.path.join("include", "config", "kernel.release")
+# Either names the release of a headers directory (utsrelease.h is preferred when both exist).
+RELEASE_FILES = (os.path.join("include", "generated", "utsrelease.h"),
+                 os.path.join("include", "config", "kernel.release"))
 
 
 def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnames: set[str], *,
@@ -48,7 +50,8 @@ def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnam
     with discovery turned off, only the explicit sources count. An object without any source is
     a warning that says where klp-ld looked: its positions go unchecked, the build goes on.
     """
-    if not discover_sources or not os.path.isfile(os.path.join(cwd, RELEASE_FILE)):
+    headers = any(os.path.isfile(os.path.join(cwd, f)) for f in RELEASE_FILES)
+    if not discover_sources or not headers:
         return load_resolver(symbol_paths, symvers, cwd), []
     explicit = [os.path.join(cwd, p) for p in symbol_paths]
     # vmlinux is always looked for, to resolve unannotated references; missing, it is worth a

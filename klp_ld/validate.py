@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from klp_ld.convert import Conversion
-from klp_ld.diag import Diagnostic, error, warning
+from klp_ld.diag import Diagnostic, error, note, warning
 from klp_ld.elf.consts import (
     KERNEL_RELOC_TYPES,
     RELOC_WIDTH,
@@ -219,3 +219,25 @@ def _from_site_problem(path: str, section: str, problem: SiteProblem) -> Diagnos
     make = error if problem.severity == Severity.ERROR else warning
     return make(problem.message, code="site-encoding", obj=path, section=section, offset=problem.offset,
                 symbol=problem.symbol)
+
+
+# "livepatch,x86: Clear relocation targets on a module removal" (0c05e7bd2d01) came with 6.3.
+_CLEARS_RELOCATIONS = (6, 3)
+
+
+def reload_caveat(release: str | None, conversions: list[Conversion], display: str) -> list[Diagnostic]:
+    """Kernels before 6.3 never clear module-specific klp relocation sites: while the patch is
+    loaded, a patched module that is unloaded cannot be loaded again (its sites are nonzero)."""
+    if release is None:
+        return []
+    numbers = release.split("-", 1)[0].split(".")
+    try:
+        version = (int(numbers[0]), int(numbers[1]))
+    except (IndexError, ValueError):
+        return []
+    targets = sorted({c.identity.rela_obj for c in conversions if c.identity.rela_obj != VMLINUX})
+    if version >= _CLEARS_RELOCATIONS or not targets:
+        return []
+    return [note(f"kernel {release} does not clear livepatch relocations when a module is removed: while "
+                 f"this patch is loaded, {', '.join(targets)} cannot be unloaded and loaded again (the "
+                 "loader refuses the nonzero sites; fixed in 6.3)", obj=display)]

@@ -198,3 +198,17 @@ def test_object_without_section_symbols_and_every_dialect(tmp_path, toolchain):
                                     ".klp.sym.vmlinux.saved_command_line,0"],
         ".klp.rela.dummy..text": [".klp.sym.dummy.numdummies,0"],
     }
+
+
+@pytest.mark.parametrize(("release", "expected"), [("6.1.0-50-amd64", True), ("6.12.117+deb12-amd64", False)])
+def test_reload_caveat_before_6_3(tmp_path, toolchain, release, expected):
+    """kbuild runs LD in the headers directory; before 6.3 a patched module cannot be reloaded."""
+    generated = tmp_path / "include" / "generated"
+    generated.mkdir(parents=True)
+    (generated / "utsrelease.h").write_text(f'#define UTS_RELEASE "{release}"\n')
+    m_o = _partial(tmp_path, toolchain, ["dotted.s"])
+    result = _final(tmp_path, toolchain, [m_o], ["--klp-no-discover"])
+    assert result.returncode == 0, result.stderr
+    line = (f"klp-ld: note: m.ko: kernel {release} does not clear livepatch relocations when a module is "
+            "removed: while this patch is loaded, dummy cannot be unloaded and loaded again")
+    assert (line in result.stderr) is expected, result.stderr
