@@ -48,9 +48,6 @@ def print_diagnostics(diagnostics: list[Diagnostic] | tuple[Diagnostic, ...]) ->
         sys.stderr.write(diag.render() + "\n")
 
 
-def _own_paths() -> tuple[str, ...]:
-    return (sys.argv[0], os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
-
 
 def run(cmd: LinkCommand) -> int:
     """Everything that is not a plain pass-through: info options, dry runs, livepatch links."""
@@ -70,7 +67,8 @@ def run(cmd: LinkCommand) -> int:
         sys.stdout.write("\n".join(print_sources(cmd.cwd, explicit=opts.symbols)) + "\n")
         return 0
     try:
-        path, argv0 = realld.find_real_ld(opts.real_ld, cmd.invoked_as, os.environ, _own_paths())
+        own = realld.own_paths(sys.argv[0])
+        path, argv0 = realld.find_real_ld(opts.real_ld, cmd.invoked_as, os.environ, own)
     except realld.RealLdError as exc:
         sys.stderr.write(f"klp-ld: error: {exc}\n")
         return 1

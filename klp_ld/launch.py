@@ -16,11 +16,6 @@ import sys
 
 from klp_ld import cmdline, realld
 
-
-def _own_paths() -> tuple[str, ...]:
-    return (sys.argv[0], os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
-
-
 TRACE_MODULES = "KLP_LD_TRACE_MODULES"
 
 
@@ -71,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.kind = kind
     if kind in (cmdline.PROBE, cmdline.PASSTHROUGH) and not (special or opts.dry_run):
         try:
-            path, argv0 = realld.find_real_ld(opts.real_ld, invoked_as, os.environ, _own_paths())
+            own = realld.own_paths(sys.argv[0])
+            path, argv0 = realld.find_real_ld(opts.real_ld, invoked_as, os.environ, own)
         except realld.RealLdError as exc:
             return _complain(str(exc))
         os.environ[realld.ACTIVE_MARKER] = "1"

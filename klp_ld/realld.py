@@ -17,6 +17,11 @@ class RealLdError(Exception):
     """No usable real linker; the message says what was searched."""
 
 
+def own_paths(argv0: str) -> tuple[str, ...]:
+    """The files that are klp-ld itself: how it was invoked, and the checkout's wrapper."""
+    return (argv0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "wrappers", "klp-ld"))
+
+
 def wanted_name(invoked_as: str) -> str:
     """Invoked as `ld.lld` (a symlink name) means the user wants lld; as `x86_64-linux-gnu-ld`, that."""
     base = os.path.basename(invoked_as)
