@@ -6,6 +6,8 @@ site checks apply to every producer.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from klp_ld.convert import Conversion
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.model import ElfObject
@@ -68,15 +70,16 @@ def check_object(obj: ElfObject, resolver: Resolver | None = None) -> tuple[list
     problems += site_problems
     if resolver is not None:
         problems += check_positions(obj, conversions, resolver)
-    symbols = sorted({c.identity.kernel_name for c in conversions})
+    uses: dict[str, list[Conversion]] = {}
+    for conv in conversions:
+        uses.setdefault(conv.identity.kernel_name, []).append(conv)
+    failed = Counter((r.section, r.offset) for r in records if not r.ok)
     lines = [f"{obj.path}: {len(conversions)} livepatch relocation(s) in "
-             f"{len({c.klp_section for c in conversions})} section(s), {len(symbols)} symbol(s)"]
-    width = max((len(s) for s in symbols), default=0)
-    for name in symbols:
-        uses = [c for c in conversions if c.identity.kernel_name == name]
-        bad = sum(1 for r in records if not r.ok and any(r.offset == c.offset and r.section == c.section
-                                                         for c in uses))
-        lines.append(f"  {name:<{width}}  {len(uses):4d} site(s)  {'ok' if not bad else f'{bad} bad'}")
+             f"{len({c.klp_section for c in conversions})} section(s), {len(uses)} symbol(s)"]
+    width = max((len(s) for s in uses), default=0)
+    for name in sorted(uses):
+        bad = sum(failed[site] for site in {(c.section, c.offset) for c in uses[name]})
+        lines.append(f"  {name:<{width}}  {len(uses[name]):4d} site(s)  {'ok' if not bad else f'{bad} bad'}")
     errors = sum(1 for p in problems if p.severity == "error")
     lines.append(f"{obj.path}: {'OK' if not errors else f'{errors} error(s)'}")
     return lines, problems
