@@ -45,7 +45,7 @@ def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnam
                   discover_sources: bool = True) -> tuple[Resolver | None, list[Diagnostic]]:
     """The symbols to hold this link to, and what could not be found.
 
-    kbuild runs LD in the headers directory, whose kernel.release names the target: sources are
+    kbuild runs LD in the headers directory, whose utsrelease.h names the target: sources are
     then looked up for that release only (explicit ones first). Outside a headers directory, or
     with discovery turned off, only the explicit sources count. An object without any source is
     a warning that says where klp-ld looked: its positions go unchecked, the build goes on.
@@ -63,7 +63,7 @@ def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnam
     if not found.found:
         return None, problems
     index = found.index()
-    sources = [line for line in found.report()]
+    sources = found.report()
     if symvers is not None:
         exports = load_cached(os.path.join(cwd, symvers), SourceKind.SYMVERS)
         index = replace(index, exports={e.name: e for e in exports.exports})
