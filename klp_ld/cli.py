@@ -63,8 +63,15 @@ def run(cmd: LinkCommand) -> int:
         return 0
     if opts.print_sources:
         from klp_ld.discover import print_sources
+        from klp_ld.target import find_target
 
-        sys.stdout.write("\n".join(print_sources(cmd.cwd, explicit=opts.symbols)) + "\n")
+        try:
+            target = find_target(cmd.cwd, os.environ, cmd.script)
+        except KlpLdError as exc:
+            print_diagnostics(exc.diagnostics)
+            return 1
+        headers = target.headers_dir or cmd.cwd
+        sys.stdout.write("\n".join(print_sources(headers, explicit=opts.symbols)) + "\n")
         return 0
     try:
         own = realld.own_paths(sys.argv[0])

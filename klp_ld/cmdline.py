@@ -74,7 +74,7 @@ class Options:
     def __init__(self) -> None:
         self.real_ld: str | None = None
         self.symbols: list[str] = []
-        self.symvers: str | None = None
+        self.symvers: list[str] = []
         self.report: str | None = None
         self.keep_tmp = False
         self.verbose = False
@@ -128,12 +128,14 @@ def _truthy(value: str) -> bool:
 
 
 def _set(options: Options, attr: str, value: str | bool, *, from_env: bool) -> None:
-    if attr == "symbols" and isinstance(value, str):
-        # KLP_LD_SYMBOLS is a colon-separated list, like PATH; the option names one source.
+    if attr in ("symbols", "symvers") and isinstance(value, str):
+        # KLP_LD_SYMBOLS and KLP_LD_SYMVERS are colon-separated lists, like PATH; each option
+        # names one file, and repeating it adds one.
+        listed: list[str] = getattr(options, attr)
         if from_env:
-            options.symbols.extend(p for p in value.split(":") if p)
+            listed.extend(p for p in value.split(":") if p)
         else:
-            options.symbols.append(value)
+            listed.append(value)
     elif isinstance(getattr(options, attr), bool):
         setattr(options, attr, _truthy(value) if isinstance(value, str) else value)
     else:

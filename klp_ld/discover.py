@@ -1,7 +1,7 @@
 """Find the target kernel's symbol sources without being told, and cache what they say.
 
-kbuild runs LD in the kernel headers directory, whose `include/config/kernel.release` names the
-kernel the module is built for. Positions are only right when counted against that kernel, so
+The target's headers directory (see `klp_ld.target`) names the kernel the module is built for.
+Positions are only right when counted against that kernel, so
 every source found here is for that release, each records why it was chosen (for `--dry-run`
 and `--klp-print-sources`), and a source that belongs to another kernel is an error naming both
 releases, never a silent fallback. When nothing is found, the error lists every place looked at
@@ -41,6 +41,7 @@ from klp_ld.symbols import (
     parse_source,
     read_source_bytes,
 )
+from klp_ld.target import kernel_release, release_file
 
 TEST_ROOT_ENV = "KLP_LD_TEST_ROOT"
 # Bump whenever ObjectTable, SymbolSource or a parser's output changes meaning.
@@ -89,7 +90,7 @@ class Discovery:
         return SymbolIndex.from_sources(used, demoted)
 
     def report(self) -> list[str]:
-        head = (f"target kernel release {self.release} (from {_release_file(self.headers_dir)})"
+        head = (f"target kernel release {self.release} (from {release_file(self.headers_dir)})"
                 if self.release else "target kernel release unknown")
         return [head, *(f.describe() for f in self.found)]
 
@@ -105,41 +106,6 @@ def _root() -> str:
 
 def _sys(path: str) -> str:
     return _root() + path
-
-
-_UTS_RELEASE = re.compile(r'^#define UTS_RELEASE "([^"\s]+)"', re.M)
-
-
-def _release_file(headers_dir: str) -> str:
-    """Where the release comes from: utsrelease.h when the headers have it, else kernel.release.
-
-    Debian's 6.1 headers say `6.1.176` in include/config/kernel.release, while the kernel calls
-    itself 6.1.0-50-amd64 (uname -r, /lib/modules, vermagic): UTS_RELEASE is what the kernel uses.
-    """
-    uts = os.path.join(headers_dir, "include", "generated", "utsrelease.h")
-    if os.path.isfile(uts):
-        return uts
-    return os.path.join(headers_dir, "include", "config", "kernel.release")
-
-
-def kernel_release(headers_dir: str) -> str:
-    """The release the headers directory builds for: the only kernel whose symbols may be used."""
-    path = _release_file(headers_dir)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError as exc:
-        raise fail(f"cannot tell the target kernel release: {exc.strerror or exc}; klp-ld must run "
-                   "where kbuild runs LD, in the kernel headers directory", obj=path) from None
-    if path.endswith(".h"):
-        match = _UTS_RELEASE.search(text)
-        if match is None:
-            raise fail("has no #define UTS_RELEASE", obj=path)
-        return match.group(1)
-    release = text.strip()
-    if not release or any(ch.isspace() for ch in release):
-        raise fail(f"does not hold a kernel release: {release!r}", obj=path)
-    return release
 
 
 def running_release() -> str | None:
@@ -462,12 +428,6 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
             no_source.update((obj, p) for p in problems if p.code == "no-symbol-source")
             errors.extend(problems)
 
-    symvers = os.path.join(headers_dir, "Module.symvers")
-    if not any(f.kind is SourceKind.SYMVERS for f in found) and os.path.isfile(symvers):
-        exports_src, _ = _try_file(symvers, SourceKind.SYMVERS, use_cache)
-        if exports_src is not None:
-            found.append(FoundSource(symvers, SourceKind.SYMVERS, (), "exports",
-                                     f"the exports of {release} from its headers", exports_src))
     return release, _Search(found, errors, no_source)
 
 

@@ -21,7 +21,6 @@ from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
 from klp_ld.diag import Diagnostic, KlpLdError, fail, note
-from klp_ld.discover import kernel_release
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
@@ -30,6 +29,7 @@ from klp_ld.names import Identity
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
+from klp_ld.target import find_target
 from klp_ld.validate import check_module, check_sites, reload_caveat
 
 
@@ -104,8 +104,9 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
     livepatch = any(b"livepatch=Y" in sec.data.split(b"\0") for *_, obj, _ in objects for sec in obj.sections
                     if sec.name == ".modinfo")
     if opts.symbols or wanted_objects or livepatch:
-        resolver, missing = find_resolver(opts.symbols, opts.symvers, cmd.cwd, wanted_objects,
-                                          discover_sources=not opts.no_discover)
+        target = find_target(cmd.cwd, os.environ, cmd.script)
+        resolver, missing = find_resolver(opts.symbols, opts.symvers, target, cmd.cwd, os.environ,
+                                          wanted_objects, discover_sources=not opts.no_discover)
         problems.extend(missing)
         if resolver is not None:
             report.sources.extend(resolver.sources)
@@ -196,9 +197,9 @@ def _temp_output(output: str, display: str) -> str:
 
 
 def _target_release(cwd: str) -> str | None:
-    """The release kbuild builds for, when LD runs in a headers directory (else unknown)."""
+    """The release kbuild builds for (None when nothing says), for release-specific notes only."""
     try:
-        return kernel_release(cwd)
+        return find_target(cwd, os.environ).release
     except KlpLdError:
         return None
 

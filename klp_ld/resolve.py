@@ -10,6 +10,7 @@ module's own symbols stay ordinary references (modpost and `__versions` keep han
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from klp_ld.annotations import Harvest
@@ -18,16 +19,21 @@ from klp_ld.discover import discover_available, load_cached
 from klp_ld.elf.consts import STB_WEAK
 from klp_ld.elf.model import ElfObject
 from klp_ld.names import VMLINUX, Identity, parse_identity
-from klp_ld.symbols import Resolved, SourceKind, SymbolIndex, SymbolProblem
+from klp_ld.symbols import Export, Resolved, SourceKind, SymbolIndex, SymbolProblem
+from klp_ld.target import ExportPlan, Target, check_kernel_exports, plan_exports, unknown_exports_error
 
 
 @dataclass(frozen=True, slots=True)
 class Resolver:
-    """The target's symbols and exports, loaded once per invocation."""
+    """The target's symbols and exports, loaded once per invocation.
+
+    `exports_unknown` says why the kernel's export list is not at hand; while it is set, no
+    reference may be decided "not exported".
+    """
 
     index: SymbolIndex
     sources: tuple[str, ...]
-    has_exports: bool
+    exports_unknown: str | None
 
     def position_text(self, identity: Identity) -> str:
         """`2 of 5 in vmlinux`, for decision lines."""
@@ -36,57 +42,85 @@ class Resolver:
         return f"{pos} of {count} in {identity.sym_obj}" if count != 1 else f"unique in {identity.sym_obj}"
 
 
-# Either names the release of a headers directory (utsrelease.h is preferred when both exist).
-RELEASE_FILES = (os.path.join("include", "generated", "utsrelease.h"),
-                 os.path.join("include", "config", "kernel.release"))
+@dataclass(frozen=True, slots=True)
+class LoadedExports:
+    exports: dict[str, Export]
+    lines: tuple[str, ...]
+    unknown: str | None
 
 
-def find_resolver(symbol_paths: list[str], symvers: str | None, cwd: str, objnames: set[str], *,
+def load_exports(plan: ExportPlan, release: str | None) -> LoadedExports:
+    """Read every planned export list; the kernel's must list vmlinux exports to count as one.
+
+    A list the user gave stands in for a missing kernel list only if it lists vmlinux exports;
+    a sibling module's list (KBUILD_EXTRA_SYMBOLS) never does.
+    """
+    exports: dict[str, Export] = {}
+    lines: list[str] = []
+    unknown = plan.unknown
+    for f in plan.files:
+        src = load_cached(f.path, SourceKind.SYMVERS)
+        in_vmlinux = sum(1 for e in src.exports if e.objname == VMLINUX)
+        if f.role == "kernel":
+            check_kernel_exports(f.path, in_vmlinux, release)
+        elif f.role == "given" and in_vmlinux:
+            unknown = None
+        for e in src.exports:
+            exports.setdefault(e.name, e)
+        lines.append(f"exports: {f.path} [{f.role}]: {len(src.exports)} symbols, {in_vmlinux} from vmlinux")
+    return LoadedExports(exports, tuple(lines), unknown)
+
+
+def find_resolver(symbol_paths: list[str], symvers: list[str], target: Target, cwd: str,
+                  environ: Mapping[str, str], objnames: set[str], *,
                   discover_sources: bool = True) -> tuple[Resolver | None, list[Diagnostic]]:
     """The symbols to hold this link to, and what could not be found.
 
-    kbuild runs LD in the headers directory, whose utsrelease.h names the target: sources are
-    then looked up for that release only (explicit ones first). Outside a headers directory, or
-    with discovery turned off, only the explicit sources count. An object without any source is
-    a warning that says where klp-ld looked: its positions go unchecked, the build goes on.
+    With a kernel headers directory in sight, sources are looked up for its release only
+    (explicit ones first); without one, or with discovery off, only the explicit sources count.
+    An object without any source is a warning that says where klp-ld looked: its positions go
+    unchecked, the build goes on. Exports come only from `plan_exports`, never from a guess.
     """
-    headers = any(os.path.isfile(os.path.join(cwd, f)) for f in RELEASE_FILES)
-    if not discover_sources or not headers:
-        return load_resolver(symbol_paths, symvers, cwd), []
+    loaded = load_exports(plan_exports(target, symvers, cwd, environ), target.release)
     explicit = [os.path.join(cwd, p) for p in symbol_paths]
-    # vmlinux is always looked for, to resolve unannotated references; missing, it is worth a
-    # warning only when an annotation names it.
-    found, no_source, problems = discover_available(cwd, sorted(objnames | {VMLINUX}), explicit)
-    problems += [Diagnostic("warning", d.message + "; positions for it are not checked", d.obj, d.section,
-                            d.offset, d.symbol, d.code, d.notes)
-                 for objname, d in sorted(no_source.items()) if objname in objnames]
-    if not found.found:
-        return None, problems
-    index = found.index()
-    sources = found.report()
-    if symvers is not None:
-        exports = load_cached(os.path.join(cwd, symvers), SourceKind.SYMVERS)
-        index = replace(index, exports={e.name: e for e in exports.exports})
-        sources.append(f"{exports.path} (exports, --klp-symvers)")
-    has_exports = bool(index.exports)
-    return Resolver(index, tuple(sources), has_exports), problems
+    problems: list[Diagnostic] = []
+    if not discover_sources or target.headers_dir is None:
+        if not explicit:
+            return None, []
+        sources = [load_cached(p) for p in explicit]
+        index = SymbolIndex.from_sources(sources)
+        described = [f"{s.path} ({s.kind.value})" for s in sources]
+    else:
+        # vmlinux is always looked for, to resolve unannotated references; missing, it is worth a
+        # warning only when an annotation names it.
+        found, no_source, problems = discover_available(target.headers_dir, sorted(objnames | {VMLINUX}),
+                                                        explicit)
+        problems += [Diagnostic("warning", d.message + "; positions for it are not checked", d.obj,
+                                d.section, d.offset, d.symbol, d.code, d.notes)
+                     for objname, d in sorted(no_source.items()) if objname in objnames]
+        if not found.found:
+            return None, problems
+        index = found.index()
+        described = found.report()
+    index = replace(index, exports={**index.exports, **loaded.exports})
+    return Resolver(index, (*described, *loaded.lines), loaded.unknown), problems
 
 
-def load_resolver(symbol_paths: list[str], symvers: str | None, cwd: str) -> Resolver | None:
-    """Read the symbol sources; Module.symvers defaults to the one kbuild uses (in LD's cwd)."""
-    if not symbol_paths:
+def load_resolver(symbol_paths: list[str], symvers: list[str], cwd: str) -> Resolver | None:
+    """The symbols `klp-ld check` holds a module to: only what the user names.
+
+    A Module.symvers lying in the working directory is not taken for the kernel's: it is as
+    likely the module's own.
+    """
+    if not symbol_paths and not symvers:
         return None
     paths = [os.path.join(cwd, p) for p in symbol_paths]
     loaded = [load_cached(p) for p in paths]
     described = [f"{s.path} ({s.kind.value})" for s in loaded]
-    if symvers is None and os.path.isfile(os.path.join(cwd, "Module.symvers")):
-        symvers = "Module.symvers"
-    if symvers is not None:
-        exports = load_cached(os.path.join(cwd, symvers), SourceKind.SYMVERS)
-        loaded.append(exports)
-        described.append(f"{exports.path} (exports)")
-    has_exports = any(s.kind is SourceKind.SYMVERS for s in loaded)
-    return Resolver(SymbolIndex.from_sources(loaded), tuple(described), has_exports)
+    exports = load_exports(plan_exports(Target(None, None, "nothing"), symvers, cwd, {}), None)
+    index = SymbolIndex.from_sources(loaded)
+    index = replace(index, exports={**index.exports, **exports.exports})
+    return Resolver(index, (*described, *exports.lines), exports.unknown)
 
 
 def check_annotations(found: Harvest, resolver: Resolver) -> tuple[dict[str, str], list[Diagnostic]]:
@@ -128,8 +162,7 @@ def resolve_unannotated(obj: ElfObject, found: Harvest, own: set[str],
     """Unannotated undefined references of `obj`: unique non-exported names become identities."""
     wanted: dict[str, tuple[Identity, str]] = {}
     problems: list[Diagnostic] = []
-    if not resolver.has_exports:
-        return wanted, problems
+    undecided: list[str] = []
     annotated = {a.symbol for a in found.annotations}
     for sym in obj.symbols[1:]:
         name = sym.name
@@ -138,6 +171,10 @@ def resolve_unannotated(obj: ElfObject, found: Harvest, own: set[str],
             continue
         lookup = resolver.index.lookup_unannotated(name, own)
         if lookup.skipped is not None or lookup.export is not None:
+            continue
+        if resolver.exports_unknown is not None:
+            if lookup.definitions:  # the kernel has it; only the export list could say how to reach it
+                undecided.append(name)
             continue
         unique = lookup.unique()
         if unique is not None:
@@ -152,6 +189,8 @@ def resolve_unannotated(obj: ElfObject, found: Harvest, own: set[str],
             problems.append(error(f"{name} is not exported, not annotated, and no symbol source defines it",
                                   code="unresolved", obj=found.obj, symbol=name,
                                   notes=(f"symbol sources: {', '.join(resolver.sources)}",)))
+    if undecided:
+        problems.append(unknown_exports_error(resolver.exports_unknown or "", undecided, found.obj))
     return wanted, problems
 
 

@@ -23,11 +23,12 @@ from klp_ld.discover import (
     Discovery,
     cache_dir,
     discover,
-    kernel_release,
+
     load_cached,
     print_sources,
 )
 from klp_ld.symbols import VMLINUX, Resolved, SourceKind, SymbolProblem, SymbolSource, parse_source
+from klp_ld.target import kernel_release
 
 DATA = Path(__file__).resolve().parents[2] / "testdata" / "symbols"
 RELEASE = "6.1.0-test"
@@ -333,18 +334,6 @@ def test_explicit_system_map_named_for_another_release(tmp_path: Path,
     with pytest.raises(KlpLdError, match=f"belongs to kernel {OTHER} \\(by its path\\), but the headers "
                                          f"build for {RELEASE}"):
         discover(str(tree.headers), [VMLINUX], [str(path)])
-
-
-def test_module_symvers_from_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tree = Tree(tmp_path, monkeypatch)
-    tree.put("/proc/kallsyms", KALLSYMS)
-    tree.put("@Module.symvers", (DATA / "Module.symvers").read_text())
-    d = discover(str(tree.headers))
-    (exports,) = [f for f in d.found if f.role == "exports"]
-    assert exports.kind is SourceKind.SYMVERS
-    idx = d.index()
-    assert idx.export("usb_stor_probe1") is not None
-    assert idx.table("usb_storage") is None
 
 
 def test_print_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
