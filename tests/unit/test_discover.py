@@ -23,7 +23,6 @@ from klp_ld.discover import (
     Discovery,
     cache_dir,
     discover,
-
     load_cached,
     print_sources,
 )
