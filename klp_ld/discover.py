@@ -45,7 +45,7 @@ from klp_ld.target import kernel_release, release_file
 
 TEST_ROOT_ENV = "KLP_LD_TEST_ROOT"
 # Bump whenever ObjectTable, SymbolSource or a parser's output changes meaning.
-CACHE_FORMAT = 2  # bump whenever a parser changes what it returns
+CACHE_FORMAT = 3  # bump whenever a parser changes what it returns
 _MODULE_EXTS = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 _RELEASE_IN_NAME = re.compile(r"^(?:System\.map|vmlinux|vmlinuz)-(.+)$")
 _RELEASE_IN_DIR = re.compile(r"/lib/modules/([^/]+)/")

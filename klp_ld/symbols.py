@@ -425,11 +425,15 @@ def parse_kallsyms(text: str, path: str) -> SymbolSource:
                          "unedited dump")
         tables.append(_address_ordered(VMLINUX, path, SourceKind.KALLSYMS, vmlinux,
                                        "line order (addresses hidden)" if hidden else "address order"))
+    exports: list[Export] = []
     for mod, rows in modules.items():
         tables.append(ObjectTable(mod, path, SourceKind.KALLSYMS, tuple(r[2] for r in rows),
                                   "".join(r[1] for r in rows), tuple(r[0] for r in rows),
                                   full_known=False, order="core .symtab order (loaded module)"))
-    return SymbolSource(path, SourceKind.KALLSYMS, tuple(tables), notes=tuple(notes))
+        # For module lines s_show prints the type in upper case exactly when module_get_kallsym
+        # found the symbol exported: a loaded sibling's export must stay an ordinary reference.
+        exports.extend(Export(name, None, mod) for _, kind, name in rows if kind.isupper())
+    return SymbolSource(path, SourceKind.KALLSYMS, tuple(tables), tuple(exports), tuple(notes))
 
 
 def parse_system_map(text: str, path: str) -> SymbolSource:

@@ -164,3 +164,18 @@ def test_a_sibling_modules_export_stays_an_ordinary_reference(tmp_path: Path, to
         assert result.returncode == 0, result.stderr
         undefined = {s.name for s in read_elf_file(str(module / "m.o")).symbols if s.is_undefined}
         assert {"saved_command_line", "jiffies"} <= undefined
+
+
+def test_a_loaded_siblings_export_in_kallsyms_stays_an_ordinary_reference(
+        tmp_path: Path, toolchain: Toolchain) -> None:
+    """A sibling module loaded when kallsyms was dumped: its exports print in upper case."""
+    module, env = _module_dir(tmp_path, (OBJECTS / "exports.symvers").read_text())
+    dump = tmp_path / "kallsyms"
+    dump.write_text((OBJECTS / "kallsyms.txt").read_text().replace(" saved_command_line\n", " other\n")
+                    + "ffffffffc0001000 D saved_command_line\t[sibling]\n"
+                    + "ffffffffc0002000 t sibling_local\t[sibling]\n")
+    objs = [str(toolchain.build(s)) for s in ("auto.c", "modinfo.c")]
+    result = run_klp_ld([f"--klp-symbols={dump}", "-r", "-o", "m.o", *objs], module, env)
+    assert result.returncode == 0, result.stderr
+    undefined = {s.name for s in read_elf_file(str(module / "m.o")).symbols if s.is_undefined}
+    assert "saved_command_line" in undefined
