@@ -83,15 +83,38 @@ def _is_elf_object(path: str, display: str) -> bool:
 def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, str]:
     """Harvest every input object, hold it to the target's symbols, rename in temporary copies.
 
+    The ELF members of an archive are objects like any other (ld merges them as it merges files,
+    so their meanings must be kept apart the same way); an archive with a renamed member is
+    written anew, whole, in place of the original.
+
     Returns the inputs to replace: index into `cmd.expanded` -> path of the rewritten copy.
     """
+    from klp_ld.archive import (
+        Archive,
+        index_symbols,
+        is_archive_file,
+        read_archive_file,
+        with_members,
+        write_archive,
+    )
+
     objects: list[tuple[int, int, str, ElfObject, Harvest]] = []
+    archives: dict[int, tuple[int, Archive]] = {}  # index -> (n, the archive given there)
+    in_archive: dict[int, tuple[int, int]] = {}    # position in `objects` -> (index, member number)
     for n, index in enumerate(cmd.inputs):
         display = cmd.expanded[index].value
         path = os.path.join(cmd.cwd, display)
         if _is_elf_object(path, display):
             obj = read_elf_file(path, display)
             objects.append((n, index, display, obj, harvest(obj)))
+        elif is_archive_file(path, display):
+            lib = read_archive_file(path, display)
+            archives[index] = (n, lib)
+            for m, member in enumerate(lib.members):
+                if member.is_elf:
+                    in_archive[len(objects)] = (index, m)
+                    obj = read_elf(member.data, member.display)
+                    objects.append((n, index, member.display, obj, harvest(obj)))
     problems: list[Diagnostic] = [p for *_, found in objects for p in found.problems]
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -115,7 +138,8 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
 
     keep = _kept_for_objtool(objects) if cmd.kind == cmdline.PARTIAL else frozenset()
     replaced: dict[int, str] = {}
-    for n, index, display, obj, found in objects:
+    renamed_members: dict[int, dict[int, bytes]] = {}  # index -> member number -> new bytes
+    for position, (n, index, display, obj, found) in enumerate(objects):
         # An annotation whose symbol already carries its identity (a partial link's output) says
         # nothing new; list only those that decide something here.
         report.annotations.extend((display, a) for a in found.annotations
@@ -137,6 +161,10 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
             continue
         report.renames.extend(renames)
         report.sites.extend(_site_decisions(obj, display, renames))
+        if position in in_archive:
+            owner, m = in_archive[position]
+            renamed_members.setdefault(owner, {})[m] = write_elf(obj)
+            continue
         copy = os.path.join(tmpdir, f"{n:04d}-{os.path.basename(display)}")
         _write_bytes(copy, write_elf(obj), f"{copy} (temporary copy of {display})")
         replaced[index] = copy
@@ -144,6 +172,16 @@ def prepare_inputs(cmd: LinkCommand, tmpdir: str, report: Report) -> dict[int, s
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise KlpLdError(*errors)
+    for index, renamed in renamed_members.items():
+        # Every ELF member's index entries come from its symbol table, so ld pulls the same members
+        # from the copy as from the original; other members keep the entries the input had.
+        n, lib = archives[index]
+        contents = {m: (renamed.get(m, lib.members[m].data), index_symbols(objects[position][3]))
+                    for position, (owner, m) in in_archive.items() if owner == index}
+        copy = os.path.join(tmpdir, f"{n:04d}-{os.path.basename(lib.display)}")
+        _write_bytes(copy, write_archive(with_members(lib, contents)),
+                     f"{copy} (temporary copy of {lib.display})")
+        replaced[index] = copy
     return replaced
 
 
