@@ -20,16 +20,17 @@ from klp_ld import cmdline
 from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
-from klp_ld.diag import Diagnostic, KlpLdError, fail, note
+from klp_ld.diag import Diagnostic, KlpLdError, error, fail, note
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
 from klp_ld.link import rewrite_argv, run_ld
 from klp_ld.names import Identity
+from klp_ld.postlink import BtfStep, btf_step, mark_kept_by_objcopy, objcopy_damage
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
-from klp_ld.target import find_target
+from klp_ld.target import Target, find_target
 from klp_ld.validate import check_module, check_sites, reload_caveat
 
 
@@ -234,15 +235,7 @@ def _temp_output(output: str, display: str) -> str:
     return path
 
 
-def _target_release(cwd: str) -> str | None:
-    """The release kbuild builds for (None when nothing says), for release-specific notes only."""
-    try:
-        return find_target(cwd, os.environ).release
-    except KlpLdError:
-        return None
-
-
-def finish_module(path: str, display: str, report: Report, release: str | None = None) -> bytes | None:
+def finish_module(path: str, display: str, report: Report, target: Target, scratch: str) -> bytes | None:
     """Convert the linked module at `path`; returns the new bytes, or None when there was nothing to do."""
     with open(path, "rb") as f:
         data = f.read()
@@ -256,7 +249,7 @@ def finish_module(path: str, display: str, report: Report, release: str | None =
                                          conv.addend, f"{conv.klp_section} {conv.identity.kernel_name}",
                                          "converted"))
     problems = check_module(obj, result.conversions)
-    problems.extend(reload_caveat(release, result.conversions, display))
+    problems.extend(reload_caveat(target.release, result.conversions, display))
     site_problems, records = check_sites(obj, result.conversions)
     report.checks.extend(records)
     problems.extend(site_problems)
@@ -264,7 +257,40 @@ def finish_module(path: str, display: str, report: Report, release: str | None =
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise KlpLdError(*errors)
-    return write_elf(obj)
+    return _kept_after_link(obj, btf_step(target, os.environ), scratch, display, report)
+
+
+def _kept_after_link(obj: ElfObject, step: BtfStep | None, scratch: str, display: str,
+                     report: Report) -> bytes:
+    """The module bytes in the form that what kbuild runs after this link leaves intact."""
+    data = write_elf(obj)
+    if step is None:
+        return data
+    report.post_link.append(step.why)
+    broken = objcopy_damage(step, data, scratch)
+    if not broken:
+        report.post_link.append("the livepatch sections come through it unchanged")
+        return data
+    mark_kept_by_objcopy(obj)
+    kept = write_elf(obj)
+    still = objcopy_damage(step, kept, scratch)
+    if not still:
+        report.post_link.append(f"it would break them ({broken[0]}); they carry SHF_GNU_MBIND, whose sh_info "
+                                "objcopy copies verbatim, and come through it unchanged")
+        return kept
+    raise KlpLdError(error(
+        f"kbuild's module BTF step will break this module's livepatch relocations after the link: "
+        f"{'; '.join(still)}", code="postlink-breaks", obj=display,
+        notes=(step.why, "a livepatch module needs no BTF: build it with "
+               "make ... CONFIG_DEBUG_INFO_BTF_MODULES= to skip that step")))
+
+
+def _target(cwd: str) -> Target:
+    """The kernel kbuild builds for, or an unknown one when the hints disagree or say nothing."""
+    try:
+        return find_target(cwd, os.environ)
+    except KlpLdError:
+        return Target(None, None, "nothing")
 
 
 def _make_tmpdir() -> str:
@@ -305,7 +331,7 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
                 report.status = "ld-failed"
                 return status
             if cmd.kind == cmdline.FINAL:
-                converted = finish_module(temp_out, shown_out, report, _target_release(cmd.cwd))
+                converted = finish_module(temp_out, shown_out, report, _target(cmd.cwd), tmpdir)
                 if converted is not None:
                     if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
                         report.diagnostics.append(note(

@@ -85,6 +85,7 @@ class Report:
     ld_status: int | None = None
     removed_sections: list[str] = field(default_factory=list)
     checks: list[SiteCheckRecord] = field(default_factory=list)
+    post_link: list[str] = field(default_factory=list)  # what kbuild does to the module next
     diagnostics: list[Diagnostic] = field(default_factory=list)
     status: str = "ok"
 
@@ -109,6 +110,7 @@ class Report:
         bad = [c for c in self.checks if not c.ok]
         if self.checks:
             out.append(f"klp-ld: validated {len(self.checks)} site(s), {len(bad)} problem(s)")
+        out.extend(f"klp-ld: after the link: {line}" for line in self.post_link)
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class Report:
             "ld_status": self.ld_status,
             "removed_sections": self.removed_sections,
             "checks": [c.as_json() for c in self.checks],
+            "post_link": self.post_link,
             "diagnostics": [d.as_json() for d in self.diagnostics],
         }
 
