@@ -12,7 +12,8 @@ from klp_ld.convert import Conversion
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf
-from klp_ld.names import KLP_RELA, Identity, parse_identity
+from klp_ld.names import KLP_RELA, VMLINUX, Identity, parse_identity
+from klp_ld.postlink import restore_retyped
 from klp_ld.resolve import Resolver
 from klp_ld.symbols import SymbolProblem, decompress, read_source_bytes
 from klp_ld.validate import check_module, check_sites
@@ -28,9 +29,7 @@ def conversions_in(obj: ElfObject) -> tuple[list[Conversion], list[Diagnostic]]:
         rela_obj = rsec.name[len(KLP_RELA):].split(".", 1)[0]
         target = rsec.info_section
         if target is None:
-            problems.append(error("livepatch relocation section has no target section (sh_info)",
-                                  code="klp-section-info", obj=obj.path, section=rsec.name))
-            continue
+            continue  # validate.check_tables says why the loader cannot apply such a section
         for rela in rsec.relocs:
             sym = rela.symbol
             parsed = parse_identity(sym.name) if sym is not None else None
@@ -55,6 +54,9 @@ def check_positions(obj: ElfObject, conversions: list[Conversion], resolver: Res
         if ident.kernel_name in done:
             continue
         done.add(ident.kernel_name)
+        export = export_problem(obj.path, conv, resolver)
+        if export is not None:
+            problems.append(export)
         outcome = resolver.index.resolve(ident.sym_obj, ident.name, ident.sympos)
         if isinstance(outcome, SymbolProblem):
             diag = outcome.diagnostic(obj=obj.path, section=conv.section, offset=conv.offset)
@@ -63,8 +65,30 @@ def check_positions(obj: ElfObject, conversions: list[Conversion], resolver: Res
     return problems
 
 
+def export_problem(path: str, conv: Conversion, resolver: Resolver) -> Diagnostic | None:
+    """A vmlinux export belongs behind an ordinary relocation, which modpost versions and the loader
+    binds with its CRC, license and namespace checks; klp-ld, kpatch and klp-build all keep it there.
+    Behind a klp relocation it says the module was built without the kernel's exports. A target
+    module's export stays allowed: the patch may load before that module, so only a klp relocation
+    can reach it."""
+    ident = conv.identity
+    if ident.sym_obj != VMLINUX:
+        return None
+    export = resolver.index.export(ident.name)
+    if export is None or export.objname != VMLINUX:
+        return None
+    return error(f"{ident.name} is exported by vmlinux, but reached through a livepatch relocation: use an "
+                 "ordinary reference, which modpost versions and the loader checks (CRC, GPL, namespace)",
+                 code="export-via-klp", obj=path, section=conv.section, offset=conv.offset,
+                 symbol=ident.kernel_name,
+                 notes=("klp-ld keeps exports ordinary when it has the kernel's Module.symvers: this module "
+                        "was linked without it (--klp-symvers)",))
+
+
 def check_object(obj: ElfObject, resolver: Resolver | None = None) -> tuple[list[str], list[Diagnostic]]:
+    retyped = restore_retyped(obj)
     conversions, problems = conversions_in(obj)
+    problems = retyped + problems
     problems += check_module(obj, conversions)
     site_problems, records = check_sites(obj, conversions)
     problems += site_problems

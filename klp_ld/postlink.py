@@ -27,9 +27,9 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from klp_ld.diag import KlpLdError, error
+from klp_ld.diag import Diagnostic, KlpLdError, error, note
 from klp_ld.elf.consts import SHF_ALLOC, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
-from klp_ld.elf.model import ElfObject, Symbol
+from klp_ld.elf.model import ElfObject, Rela, Symbol
 from klp_ld.elf.read import read_elf
 from klp_ld.target import Target
 
@@ -167,3 +167,35 @@ def mark_kept_by_objcopy(obj: ElfObject) -> None:
     for sec in obj.sections:
         if sec.flags & SHF_RELA_LIVEPATCH:
             sec.flags |= SHF_GNU_MBIND
+
+
+def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
+    """Read livepatch sections a tool retyped after the link as the SHT_RELA sections they still are.
+
+    The loader picks livepatch sections by SHF_RELA_LIVEPATCH and reads their entries and sh_info,
+    never sh_type or sh_link; objcopy (binutils 2.46+) retypes them to 0x60000004 and clears
+    sh_link. Such a module loads exactly as it did, so it is checked as the loader sees it, with a
+    note; a cleared sh_info stays cleared, and the checks then say what that breaks.
+    """
+    notes: list[Diagnostic] = []
+    for sec in obj.sections:
+        if (not sec.flags & SHF_RELA_LIVEPATCH or sec.type == SHT_RELA or sec.entsize != _RELA.size
+                or len(sec.data) % _RELA.size):
+            continue
+        relocs = []
+        for offset, info, addend in _RELA.iter_unpack(sec.data):
+            index = info >> 32
+            if index >= len(obj.symbols):
+                break
+            relocs.append(Rela(offset, info & 0xFFFFFFFF, obj.symbols[index] if index else None, addend))
+        else:
+            notes.append(note(f"section type {sec.type:#x} and sh_link "
+                              f"{sec.link.name if sec.link else 0}: retyped after the link (objcopy); the "
+                              "loader reads neither, so it is checked as the SHT_RELA section it was",
+                              obj=obj.path, section=sec.name))
+            sec.type = SHT_RELA
+            sec.link = obj.symtab
+            sec.info_section = obj.sections[sec.info] if 0 < sec.info < len(obj.sections) else None
+            sec.relocs = relocs
+            sec.data = b""
+    return notes

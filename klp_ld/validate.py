@@ -18,12 +18,17 @@ from klp_ld.elf.consts import (
     RX86,
     SHF_ALLOC,
     SHF_RELA_LIVEPATCH,
+    SHN_ABS,
+    SHN_COMMON,
     SHN_LIVEPATCH,
+    SHN_UNDEF,
     SHT_NOBITS,
+    SHT_RELA,
+    STB_WEAK,
     reloc_name,
 )
-from klp_ld.elf.model import ElfObject, Section
-from klp_ld.names import KLP_RELA, VMLINUX, identity_problems
+from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
+from klp_ld.names import KLP_RELA, KLP_SYM, MODULE_RELOCS, VMLINUX, identity_problems
 from klp_ld.report import SiteCheckRecord
 from klp_ld.x86_sites import (
     CapstoneUnavailable,
@@ -48,7 +53,21 @@ OWN_CODE_TABLES = ("__ex_table", "__bug_table", "__mcount_loc", ".orc_unwind", "
 # Where ordinary code and data live; a klp relocation anywhere else is in a section nobody vetted.
 ORDINARY_PREFIXES = (".text", ".data", ".rodata", ".bss", ".init.", ".exit.", ".noinstr.text",
                      ".ref.text", ".sched.text", ".cpuidle.text", ".entry.text", ".static_call.text",
-                     "__param", ".gnu.linkonce.this_module")
+                     "__param", ".gnu.linkonce.this_module", ".init_array", ".ctors")
+# The kernel writes `.klp.rela.vmlinux.*` in load_module's apply_relocations, before any of the module
+# runs. It writes `.klp.rela.<module>.*` only in klp_init_object_loaded: inside klp_enable_patch (called
+# by the patch's own init) when the module is already loaded, or in klp_module_coming when it loads
+# later, by which time the patch's init memory is freed. So these sections, read or run before
+# klp_enable_patch, may not hold a module-specific site; each reason names the reader.
+# (module_init_section: a name starting `.init` is init; `.exit*` is init only without MODULE_UNLOAD.)
+_INIT_REASON = ("init code and data run before or while the patch's init calls klp_enable_patch, and init "
+                "memory is freed when that init returns, so a write when the module loads later lands in "
+                "freed memory")
+READ_BEFORE_KLP_ENABLE = {
+    "__param": "module parameters given to insmod are set by parse_args before the patch's init runs",
+    ".gnu.linkonce.this_module": "the loader reads struct module (init, exit) before the patch's init runs",
+    ".ctors": "constructors run from do_mod_ctors before the patch's init runs",
+}
 
 
 def check_module(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnostic]:
@@ -74,19 +93,22 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
     out = []
     kw = where
     ident = conv.identity
-    if conv.r_type not in KERNEL_RELOC_TYPES or conv.r_type == RX86.NONE:
-        out.append(error(f"relocation type {reloc_name(conv.r_type)} cannot be a livepatch relocation: "
-                         "the x86_64 loader applies only R_X86_64_64, 32, 32S, PC32, PLT32 and PC64",
-                         code="reloc-type", **kw))
+    type_problem = klp_reloc_type_problem(conv.r_type)
+    if type_problem is not None:
+        out.append(error(type_problem[1], code=type_problem[0], **kw))
     if target is None:
         return out
     if not target.is_alloc:
         out.append(error(f"target section {target.name} is not SHF_ALLOC; the loader skips its "
                          "relocations", code="target-not-alloc", **kw))
-    if ident.rela_obj != VMLINUX and target.name.startswith(".init"):
-        out.append(error(f"module-specific relocation for {ident.rela_obj} in init section "
-                         f"{target.name}: it is applied after init memory is freed",
-                         code="target-init", **kw))
+    early = read_before_klp_enable(target.name)
+    if ident.rela_obj != VMLINUX and early is not None:
+        init = target.name.startswith(".init")
+        out.append(error(f"module-specific relocation for {ident.rela_obj} in "
+                         f"{'init section ' if init else ''}{target.name}: {early}; the kernel writes "
+                         f"{KLP_RELA}{ident.rela_obj}.* only inside klp_enable_patch (when {ident.rela_obj} "
+                         f"is loaded) or when {ident.rela_obj} loads later",
+                         code="target-init" if init else "target-early", **kw))
     if ident.rela_obj != VMLINUX and ident.sym_obj == VMLINUX:
         out.append(error(f"module-specific relocation section {KLP_RELA}{ident.rela_obj}.* refers to "
                          f"vmlinux symbol '{ident.name}'; the kernel refuses this (invalid access to "
@@ -106,6 +128,36 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
                              "nonzero site", code="site-nonzero", **kw))
     out.extend(_check_special(target, conv, kw))
     return out
+
+
+def klp_reloc_type_problem(r_type: int) -> tuple[str, str] | None:
+    """(code, message) when the loader would refuse this type in a livepatch relocation.
+
+    Every klp relocation resolves to a kernel or module address, and all of those are
+    0xffff...: R_X86_64_32 zero-extends, so it can never hold one (apply_relocate_add's overflow
+    check fails at load), although it is a type the loader knows.
+    """
+    if r_type == RX86.R32:
+        return ("reloc-32", "R_X86_64_32 cannot hold a kernel address: no kernel or module address fits in "
+                "32 unsigned bits (they are 0xffff...): the loader refuses it at load with 'overflow in "
+                "relocation type 10'; use R_X86_64_32S (a sign-extended imm32, as `mov $sym, %rax` under "
+                "-mcmodel=kernel), a 64-bit mov (movabs $sym, %rax) or a RIP-relative lea (R_X86_64_PC32)")
+    if r_type not in KERNEL_RELOC_TYPES or r_type == RX86.NONE:
+        return ("reloc-type", f"relocation type {reloc_name(r_type)} cannot be a livepatch relocation: "
+                "the x86_64 loader applies only R_X86_64_64, 32, 32S, PC32, PLT32 and PC64")
+    return None
+
+
+def read_before_klp_enable(section: str) -> str | None:
+    """Why a module-specific klp relocation in `section` is read before the kernel writes it; None
+    when the section is read only after klp_enable_patch (or never by the loader itself).
+
+    Code that is merely called from init before klp_enable_patch cannot be told from the ELF alone:
+    this covers what the loader itself runs or reads before the patch's init gets that far.
+    """
+    if section.startswith(".init"):
+        return _INIT_REASON
+    return READ_BEFORE_KLP_ENABLE.get(section)
 
 
 def _check_special(target: Section, conv: Conversion, kw: dict[str, Any]) -> list[Diagnostic]:
@@ -142,41 +194,143 @@ def _check_modinfo(obj: ElfObject, conversions: list[Conversion]) -> list[Diagno
 
 
 def check_tables(obj: ElfObject) -> list[Diagnostic]:
-    """Structural rules: klp sections well formed, no identity behind an ordinary relocation,
-    and one effective relocation per site."""
+    """Structural rules: klp sections and symbols as the loader needs them, nothing left pointing at
+    an unconverted identity or annotation, and one effective relocation per site.
+
+    The final link judges its own output with these, and `klp-ld check` judges any module with them,
+    so a module another tool rewrote after the link (objcopy, ld -r) fails the same way.
+    """
     out: list[Diagnostic] = []
+    for sec in obj.sections_named(KLP_RELA):
+        out.extend(_klp_section_problems(obj, sec))
+    annotation_secs = [s for s in obj.sections_named(MODULE_RELOCS) if not s.is_rela]
+    out.extend(error("annotation section left in the module: klp-ld's final link converts the references "
+                     "it annotates and removes it, so this module was not converted (linked by plain ld?)",
+                     code="annotation-left", obj=obj.path, section=s.name) for s in annotation_secs)
+    annotations = {id(s) for s in annotation_secs}
     sites: Counter[tuple[int, int]] = Counter()
+    unconverted: set[int] = set()
+    misplaced: dict[int, list[str]] = {}
     for rsec in obj.rela_sections():
         target = rsec.info_section
         is_klp = rsec.name.startswith(KLP_RELA)
-        if is_klp and (rsec.flags & REQUIRED_KLP_FLAGS) != REQUIRED_KLP_FLAGS:
-            missing = "SHF_ALLOC" if not rsec.flags & SHF_ALLOC else "SHF_RELA_LIVEPATCH"
-            out.append(error(f"livepatch relocation section lacks {missing}", code="klp-section-flags",
-                             obj=obj.path, section=rsec.name))
-        if is_klp and rsec.link is not obj.symtab:
-            out.append(error("livepatch relocation section is not linked to .symtab", code="klp-section-link",
-                             obj=obj.path, section=rsec.name))
         for rela in rsec.relocs:
             if rela.type == RX86.NONE:
                 continue
             sym = rela.symbol
-            livepatch = sym is not None and sym.section is None and sym.special == SHN_LIVEPATCH
             sec_name = target.name if target is not None else rsec.name
-            if is_klp and not livepatch:
+            at = f"{sec_name}+{rela.offset:#x}"
+            if is_klp and sym is not None and _klp_named(sym) and not _livepatch(sym):
+                misplaced.setdefault(id(sym), []).append(at)
+            elif is_klp and (sym is None or not _livepatch(sym)):
                 out.append(error("entry in a livepatch relocation section refers to a symbol that is not "
                                  "SHN_LIVEPATCH", code="klp-entry-symbol", obj=obj.path, section=sec_name,
                                  offset=rela.offset, symbol=sym.name if sym else None))
-            if not is_klp and livepatch:
+            elif not is_klp and sym is not None and _livepatch(sym):
                 out.append(error(f"ordinary relocation in {rsec.name} refers to a livepatch symbol",
                                  code="leftover-reloc", obj=obj.path, section=sec_name, offset=rela.offset,
-                                 symbol=sym.name if sym else None))
+                                 symbol=sym.name))
+            elif not is_klp and sym is not None and sym.is_undefined and _klp_named(sym):
+                unconverted.add(id(sym))
+                if id(target) not in annotations:
+                    out.append(_unconverted(obj, sec_name, rela, sym))
             if target is not None:
                 sites[(id(target), rela.offset)] += 1
+    out.extend(_klp_symbol_problems(obj, unconverted, misplaced))
     names = {id(s): s.name for s in obj.sections}
     for (sec_id, offset), count in sorted(sites.items(), key=lambda kv: (names.get(kv[0][0], ""), kv[0][1])):
         if count > 1:
             out.append(error(f"{count} relocations write the same site; the loader allows one",
                              code="site-twice", obj=obj.path, section=names.get(sec_id), offset=offset))
+    return out
+
+
+def _klp_named(sym: Symbol) -> bool:
+    """Named like a livepatch identity: the kernel's `.klp.sym.` or klp-ld's `.klp.sym.rela.` spelling."""
+    return sym.name.startswith(KLP_SYM)
+
+
+def _livepatch(sym: Symbol) -> bool:
+    return sym.section is None and sym.special == SHN_LIVEPATCH
+
+
+def _unconverted(obj: ElfObject, section: str, rela: Rela, sym: Symbol) -> Diagnostic:
+    outcome = ("resolves it as a weak undefined symbol to 0, silently" if sym.bind == STB_WEAK else
+               "refuses the module (Unknown symbol)")
+    return error(f"{reloc_name(rela.type)} relocation against undefined livepatch identity: no final link "
+                 "converted it into a .klp.rela section (linked by plain ld, or ld -r after klp-ld?), so the "
+                 f"loader {outcome}", code="unconverted-reloc", obj=obj.path, section=section,
+                 offset=rela.offset, symbol=sym.name)
+
+
+def _shndx_text(sym: Symbol) -> str:
+    if sym.section is not None:
+        return f"defined in {sym.section.name}"
+    names = {SHN_UNDEF: "undefined (SHN_UNDEF)", SHN_ABS: f"SHN_ABS ({SHN_ABS:#x})",
+             SHN_COMMON: f"SHN_COMMON ({SHN_COMMON:#x})"}
+    return names.get(sym.special, f"in section index {sym.special:#x}")
+
+
+def _klp_symbol_problems(obj: ElfObject, unconverted: set[int],
+                         misplaced: dict[int, list[str]]) -> list[Diagnostic]:
+    """Every `.klp.sym.*` symbol must be SHN_LIVEPATCH: the loader resolves only those itself."""
+    out = []
+    for sym in obj.symbols[1:]:
+        if not _klp_named(sym) or _livepatch(sym) or id(sym) in unconverted:
+            continue
+        sites = misplaced.get(id(sym), [])
+        if sites:
+            why = ("the loader refuses every livepatch relocation against it ('symbol ... is not marked as a "
+                   "livepatch symbol')")
+        elif sym.is_undefined:
+            why = ("the loader resolves it as an ordinary symbol" + (" to 0" if sym.bind == STB_WEAK else
+                                                                      ", and refuses the module"))
+        else:
+            why = "the loader treats it as an ordinary symbol, not one livepatch resolves"
+        cause = " (ld -r after the conversion turns SHN_LIVEPATCH into SHN_ABS)" if sym.special == SHN_ABS \
+            else ""
+        shown = tuple(f"used at {at}" for at in sites[:4])
+        if len(sites) > 4:
+            shown += (f"and {len(sites) - 4} more site(s)",)
+        out.append(error(f"livepatch symbol is {_shndx_text(sym)}, not SHN_LIVEPATCH ({SHN_LIVEPATCH:#x})"
+                         f"{cause}: {why}", code="klp-symbol-shndx", obj=obj.path, symbol=sym.name,
+                         notes=shown))
+    return out
+
+
+_REWRITTEN = "rewritten after the link (objcopy --add-section in scripts/gen-btf.sh?)"
+
+
+def _klp_section_problems(obj: ElfObject, sec: Section) -> list[Diagnostic]:
+    """A `.klp.rela.*` section header as the loader reads it (apply_relocations, klp_write_object_relocs)."""
+    where: dict[str, Any] = {"obj": obj.path, "section": sec.name}
+    out = []
+    if sec.type != SHT_RELA:
+        out.append(error(f"section type {sec.type:#x}, not SHT_RELA: {_REWRITTEN}; livepatch relocations "
+                         "must stay SHT_RELA entries linked to .symtab and to the section they relocate, so "
+                         "nothing may rewrite the module after klp-ld converts it", code="klp-section-type",
+                         **where))
+    if not sec.flags & SHF_RELA_LIVEPATCH:
+        out.append(error(f"flags {sec.flags:#x} lack SHF_RELA_LIVEPATCH ({SHF_RELA_LIVEPATCH:#x}): the "
+                         "loader never resolves its .klp.sym symbols, and applies an SHT_RELA one at load as "
+                         "ordinary relocations against symbols at 0", code="klp-section-flags", **where))
+    if not sec.flags & SHF_ALLOC:
+        out.append(error(f"flags {sec.flags:#x} lack SHF_ALLOC: the loader keeps only SHF_ALLOC sections and "
+                         "reads a module-specific one after the load image is freed (a crash in "
+                         "klp_resolve_symbols)", code="klp-section-flags", **where))
+    if sec.link is not obj.symtab:
+        link = 0 if sec.link is None else next((i for i, s in enumerate(obj.sections) if s is sec.link), 0)
+        shown = f"{link}" if sec.link is None else f"{link} ({sec.link.name})"
+        out.append(warning(f"sh_link is {shown}, not .symtab: the loader does not read it, but binutils, "
+                           "and any tool that reads the module after the link, need it to find the "
+                           "symbols of its entries", code="klp-section-link", **where))
+    target = sec.info_section if sec.type == SHT_RELA else None
+    if target is None and (sec.type == SHT_RELA or sec.info == 0):
+        out.append(error(f"sh_info is {sec.info}, not the section it relocates: the loader skips it at load "
+                         "(section 0 is not SHF_ALLOC), so its sites stay zero, and writes a module-specific "
+                         "one at r_offset from address 0 (an oops); the kernel needs sh_info naming the "
+                         "SHF_ALLOC section it relocates (not an init section, for a module-specific one)",
+                         code="klp-section-info", **where))
     return out
 
 
