@@ -11,41 +11,29 @@ The search roots (`/proc`, `/boot`, `/lib/modules`, `/usr/lib/debug`) can be mov
 tree for tests through the `KLP_LD_TEST_ROOT` environment variable only: an option would invite
 users to point a build at the wrong kernel.
 
-Parsed tables are cached per source file under `$XDG_CACHE_HOME/klp-ld` as marshalled plain
-tuples, keyed by the file's identity (real path, size, mtime, inode) and a format version, so a
-`make -j` of many modules parses a 100k-line System.map once.
+Parsed tables come through `klp_ld.symcache`, so a `make -j` of many modules parses a 100k-line
+System.map once; a cached parse is used only for the very bytes it was made from.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import marshal
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from klp_ld.diag import Diagnostic, KlpLdError, error, fail
 from klp_ld.symbols import (
     VMLINUX,
-    Export,
-    ObjectTable,
     SourceKind,
     SymbolIndex,
     SymbolSource,
     normalize_objname,
-    parse_source,
-    read_source_bytes,
 )
+from klp_ld.symcache import load_cached
 from klp_ld.target import kernel_release, release_file
 
 TEST_ROOT_ENV = "KLP_LD_TEST_ROOT"
-# Bump whenever ObjectTable, SymbolSource or a parser's output changes meaning.
-CACHE_FORMAT = 3  # bump whenever a parser changes what it returns
 _MODULE_EXTS = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 _RELEASE_IN_NAME = re.compile(r"^(?:System\.map|vmlinux|vmlinuz)-(.+)$")
 _RELEASE_IN_DIR = re.compile(r"/lib/modules/([^/]+)/")
@@ -124,100 +112,6 @@ def loaded_modules() -> frozenset[str]:
             return frozenset(line.split(None, 1)[0] for line in f if line.strip())
     except OSError:
         return frozenset()
-
-
-# ---------------------------------------------------------------------------------------------
-# Cache
-
-
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "klp-ld")
-
-
-def _identity(path: str) -> tuple[str, int, int, int, int] | None:
-    """What must be unchanged for a cached parse to be trusted; None for uncacheable files."""
-    try:
-        real = os.path.realpath(path)
-        st = os.stat(real)
-    except OSError:
-        return None
-    # /proc files report size 0 and change without a new mtime (modules come and go).
-    if st.st_size == 0 or real.startswith(_sys("/proc/")) or real.startswith("/proc/"):
-        return None
-    return real, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
-
-
-def _cache_file(identity: tuple[str, int, int, int, int], display: str) -> str:
-    key = f"{CACHE_FORMAT}\0{sys.version_info[:2]}\0{identity[0]}\0{display}".encode(
-        "utf-8", "surrogateescape")
-    return os.path.join(cache_dir(), hashlib.sha256(key).hexdigest()[:40] + ".marshal")
-
-
-def _header(identity: tuple[str, int, int, int, int], display: str) -> tuple[Any, ...]:
-    return (CACHE_FORMAT, tuple(sys.version_info[:2]), *identity, display)
-
-
-def _to_plain(src: SymbolSource) -> tuple[Any, ...]:
-    tables = tuple((t.objname, t.source, t.kind.value, t.names, t.types, t.values, t.sections, t.core,
-                    t.full_known, t.order, t.files) for t in src.tables)
-    exports = tuple((e.name, e.crc, e.module, e.export_type, e.namespace) for e in src.exports)
-    return (src.path, src.kind.value, tables, exports, src.notes, src.release)
-
-
-def _from_plain(data: tuple[Any, ...]) -> SymbolSource:
-    path, kind, tables, exports, notes, release = data
-    assert isinstance(path, str) and isinstance(kind, str) and isinstance(tables, tuple)
-    assert isinstance(exports, tuple) and isinstance(notes, tuple)
-    assert release is None or isinstance(release, str)
-    return SymbolSource(
-        path, SourceKind(kind),
-        tuple(ObjectTable(o, s, SourceKind(k), n, ty, v, sec, c, fk, order, files)
-              for (o, s, k, n, ty, v, sec, c, fk, order, files) in tables),
-        tuple(Export(*e) for e in exports), notes, release)
-
-
-def _cache_load(cfile: str, header: tuple[Any, ...]) -> SymbolSource | None:
-    try:
-        with open(cfile, "rb") as f:
-            payload = marshal.loads(f.read())  # marshal.load(f) reads in tiny chunks: 10x slower
-        if not isinstance(payload, tuple) or len(payload) != 2 or payload[0] != header:
-            return None
-        return _from_plain(payload[1])
-    except Exception:  # a damaged or foreign cache entry is a miss, never an error
-        return None
-
-
-def _cache_store(cfile: str, header: tuple[Any, ...], src: SymbolSource) -> None:
-    """Write atomically (temp file + os.replace) so parallel makes never read half an entry."""
-    try:
-        os.makedirs(os.path.dirname(cfile), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cfile), prefix=".tmp-")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps((header, _to_plain(src))))
-        os.replace(tmp, cfile)
-    except (OSError, ValueError):
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def load_cached(path: str, kind: SourceKind | None = None, *, use_cache: bool = True) -> SymbolSource:
-    """Parse `path`, or take its parse from the cache when the file is provably unchanged."""
-    identity = _identity(path) if use_cache else None
-    if identity is None:
-        return parse_source(read_source_bytes(path), path, kind)
-    cfile = _cache_file(identity, path)
-    header = _header(identity, path)
-    cached = _cache_load(cfile, header)
-    if cached is not None and (kind is None or cached.kind is kind):
-        return cached
-    src = parse_source(read_source_bytes(path), path, kind)
-    if _identity(path) == identity:  # not rewritten while we parsed it
-        _cache_store(cfile, header, src)
-    return src
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,14 +20,17 @@ import difflib
 import gzip
 import importlib
 import io
+import itertools
 import lzma
 import os
 import re
+import stat
 import struct
 import zlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from klp_ld.diag import Diagnostic, KlpLdError, error, fail
 from klp_ld.elf.consts import (
@@ -75,6 +78,11 @@ MODULE_BOILERPLATE = frozenset({"__this_module", "init_module", "cleanup_module"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _GZ_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# The most klp-ld reads from one symbol source, on disk or decompressed. Debug vmlinux files run
+# to several hundred MB; a source beyond this is corrupt or hostile (and would end in a
+# MemoryError, or the OOM killer, rather than in a message).
+MAX_SOURCE_BYTES = 2 << 30
+_CHUNK = 1 << 20
 _ET_EXEC = 2
 _ET_DYN = 3
 _STB_GNU_UNIQUE = 10
@@ -623,38 +631,93 @@ def _parse_vmlinux(data: bytes, path: str) -> SymbolSource:
     return SymbolSource(path, SourceKind.VMLINUX, (table,))
 
 
-def decompress(data: bytes, path: str) -> bytes:
-    """Undo the compression kmod accepts for modules (xz, gzip, zstd); other data is returned as is."""
-    try:
-        if data.startswith(_XZ_MAGIC):
-            return lzma.decompress(data)
-        if data.startswith(_GZ_MAGIC):
-            return gzip.decompress(data)
-    except (lzma.LZMAError, OSError, EOFError, zlib.error) as exc:
-        raise fail(f"corrupt compressed data: {exc}", obj=path) from None
+def decompress(data: bytes, path: str, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """Undo the compression kmod accepts for modules (xz, gzip, zstd); other data is returned as is.
+
+    Output is read in chunks and refused past `limit`: a few kilobytes of hostile input can
+    expand to gigabytes and end in a MemoryError, or in the OOM killer, instead of a message.
+    """
+    if data.startswith(_XZ_MAGIC):
+        return _decompress_stream(lambda: lzma.LZMAFile(io.BytesIO(data)), path, limit, "xz")
+    if data.startswith(_GZ_MAGIC):
+        return _decompress_stream(lambda: gzip.GzipFile(fileobj=io.BytesIO(data)), path, limit, "gzip")
     if data.startswith(_ZSTD_MAGIC):
-        return _zstd_decompress(data, path)
+        return _zstd_decompress(data, path, limit)
     return data
 
 
-def _zstd_decompress(data: bytes, path: str) -> bytes:
-    """zstd is not in the standard library before 3.14; use a well-kept package if present."""
-    for module_name in ("compression.zstd", "zstandard"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        try:
-            if module_name == "zstandard":
-                reader = module.ZstdDecompressor().stream_reader(io.BytesIO(data))
-                out: bytes = reader.read()
-                return out
-            result: bytes = module.decompress(data)
-            return result
-        except Exception as exc:  # both libraries raise their own error types
-            raise fail(f"corrupt zstd data: {exc}", obj=path) from None
-    raise fail("this module is zstd-compressed and reading it needs the Python package 'zstandard' "
-               "(pip install zstandard), or decompress it first with 'unzstd'", obj=path)
+def _bounded_join(chunks: Iterable[bytes], limit: int, path: str, what: str) -> bytes:
+    """Join `chunks`, failing as soon as they add up to more than `limit` bytes."""
+    out: list[bytes] = []
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise fail(f"{what} more than {limit} bytes, the most klp-ld reads from one symbol source "
+                       "(a corrupt or hostile file?)", obj=path)
+        out.append(chunk)
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _decompress_stream(open_stream: Callable[[], io.BufferedIOBase], path: str, limit: int,
+                       what: str, errors: tuple[type[Exception], ...] = ()) -> bytes:
+    """Read a decompressing file object to its end, `_CHUNK` bytes at a time.
+
+    The stdlib readers (LZMAFile, GzipFile, compression.zstd.ZstdFile) read every concatenated
+    stream and raise EOFError for a truncated one, as `lzma.decompress` and friends do.
+    """
+    corrupt: tuple[type[Exception], ...] = (lzma.LZMAError, OSError, EOFError, zlib.error, *errors)
+    try:
+        with open_stream() as stream:
+            return _bounded_join(iter(lambda: stream.read(_CHUNK), b""), limit, path, "decompresses to")
+    except corrupt as exc:
+        raise fail(f"corrupt compressed data ({what}): {str(exc) or type(exc).__name__}", obj=path) from None
+
+
+def _zstd_decompress(data: bytes, path: str, limit: int) -> bytes:
+    """zstd is in the standard library from Python 3.14 on; before, the `zstandard` package reads it.
+
+    Both are imported only here: most links never see a .zst file.
+    """
+    try:
+        stdlib_zstd = importlib.import_module("compression.zstd")
+    except ImportError:
+        pass
+    else:
+        return _decompress_stream(lambda: stdlib_zstd.ZstdFile(io.BytesIO(data)), path, limit, "zstd",
+                                  (stdlib_zstd.ZstdError,))
+    try:
+        zstandard = importlib.import_module("zstandard")
+    except ImportError:
+        raise fail("this module is zstd-compressed and reading it needs the Python package 'zstandard' "
+                   "(pip install zstandard), or decompress it first with 'unzstd'", obj=path) from None
+    try:
+        return _bounded_join(_zstandard_chunks(zstandard, data), limit, path, "decompresses to")
+    except zstandard.ZstdError as exc:
+        raise fail(f"corrupt compressed data (zstd): {exc}", obj=path) from None
+
+
+# Input fed to zstandard per call. Its decompressor has no output limit, and a zstd block of 4
+# bytes can stand for 128 KiB: 1 KiB of input makes at most 32 MiB before the limit is checked.
+_ZSTD_INPUT_STEP = 1024
+
+
+def _zstandard_chunks(zstandard: Any, data: bytes) -> Iterator[bytes]:
+    """Decompress every frame of `data` in bounded steps (the package's stream_reader returns a
+    truncated frame's output without any error)."""
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data):
+        decoder = zstandard.ZstdDecompressor().decompressobj()
+        while not decoder.eof:
+            if pos >= len(data):
+                raise zstandard.ZstdError("truncated: the data ends inside a frame")
+            step = view[pos:pos + _ZSTD_INPUT_STEP]
+            pos += len(step)
+            chunk = decoder.decompress(step)
+            if chunk:
+                yield chunk
+        pos -= len(decoder.unused_data)
 
 
 def _modinfo(obj: ElfObject) -> dict[str, str]:
@@ -790,13 +853,35 @@ def parse_source(data: bytes, path: str, kind: SourceKind | None = None) -> Symb
     return SymbolSource(path, SourceKind.SYMVERS, exports=tuple(exports.values()))
 
 
-def read_source_bytes(path: str) -> bytes:
-    """Read a source file; /proc files report size 0, so read to the end rather than by size."""
+def read_source_bytes(path: str, limit: int = MAX_SOURCE_BYTES) -> bytes:
+    """Read a source file whole, refusing what is not a regular file or is larger than `limit`.
+
+    `--klp-symbols=/dev/zero` (or a FIFO, or a growing file) would otherwise read until memory
+    runs out. /proc files are regular but report size 0, so the size is only a hint and reading
+    stops at the end or past `limit`, whichever comes first. The file is opened non-blocking
+    because opening a FIFO would otherwise wait for a writer.
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise fail(f"cannot read symbol source: {exc.strerror or exc}", obj=path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise fail("cannot read symbol source: not a regular file (a symbol source is a kallsyms "
+                       "dump, System.map, vmlinux, module or Module.symvers file)", obj=path)
+        if st.st_size > limit:
+            raise fail(f"cannot read symbol source: {st.st_size} bytes, more than the {limit} klp-ld "
+                       "reads from one symbol source", obj=path)
+        os.set_blocking(fd, True)
+        first = os.read(fd, st.st_size + 1 if st.st_size else _CHUNK)
+        rest = iter(lambda: os.read(fd, _CHUNK), b"")
+        return _bounded_join(itertools.chain((first,), rest), limit, path,
+                             "cannot read symbol source: it holds")
+    except OSError as exc:
+        raise fail(f"cannot read symbol source: {exc.strerror or exc}", obj=path) from None
+    finally:
+        os.close(fd)
 
 
 def load_source(path: str, kind: SourceKind | None = None) -> SymbolSource:

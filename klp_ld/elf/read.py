@@ -1,18 +1,22 @@
 """Read an x86_64 ET_REL object or `.ko` into the `klp_ld.elf.model` classes.
 
-pyelftools parses the ELF header and section headers; the large tables (`.symtab`, every
-SHT_RELA) are unpacked here with `struct`, which is 20-60x faster than pyelftools' iterators on
-module-sized inputs. Everything a corrupt file can get wrong becomes one `KlpLdError` naming the
-file, never a traceback.
+Everything is unpacked with `struct`: headers and tables are fixed ELF64 records, and a general
+ELF library spends more on building its own objects than this whole read takes (pyelftools needs
+30-40 ms to import and about 1 s for the section headers of an object with 70,000 sections).
+Everything a corrupt file can get wrong becomes one `KlpLdError` naming the file, never a
+traceback; an exception of any other kind is a bug of klp-ld and is left to say so.
+
+More than 65,279 sections (`-ffunction-sections` code can have them) use the extended numbering
+of the ELF spec: the count and the section-name table index in section 0, and section indices of
+symbols in an SHT_SYMTAB_SHNDX table.
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from collections.abc import Callable
 
-from klp_ld.diag import KlpLdError, fail
+from klp_ld.diag import fail
 from klp_ld.elf.consts import (
     EHDR_SIZE,
     ELFCLASS64,
@@ -21,9 +25,11 @@ from klp_ld.elf.consts import (
     EM_X86_64,
     ET_REL,
     RELA_SIZE,
+    SHDR_SIZE,
     SHF_INFO_LINK,
     SHN_LORESERVE,
     SHN_UNDEF,
+    SHN_XINDEX,
     SHT_GROUP,
     SHT_NOBITS,
     SHT_NULL,
@@ -35,6 +41,8 @@ from klp_ld.elf.consts import (
 )
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
 
+_EHDR_TAIL = struct.Struct("<HHIQQQIHHHHHH")
+_SHDR = struct.Struct("<IIQQQQIIQQ")
 _SYM = struct.Struct("<IBBHQQ")
 _RELA = struct.Struct("<QQq")
 
@@ -60,9 +68,10 @@ def read_elf(data: bytes, name: str) -> ElfObject:
     _check_ident(data, name)
     try:
         return _parse(data, name)
-    except KlpLdError:
-        raise
-    except Exception as exc:  # pyelftools reports corruption with many exception types
+    except (struct.error, IndexError, ValueError) as exc:
+        # Each check below should catch a corruption first; these are what unpacking and slicing
+        # raise for one that slipped through. Nothing else is caught: a bug must not pass for a
+        # bad input.
         raise fail(f"malformed ELF file: {_describe(exc)}", obj=name) from None
 
 
@@ -85,61 +94,72 @@ def _check_ident(data: bytes, name: str) -> None:
         raise fail(f"not a relocatable object (e_type {e_type})", obj=name)
 
 
-def _sh_type(value: int | str) -> int:
-    """pyelftools spells known section types as strings; the model keeps the numbers."""
-    from elftools.elf.enums import ENUM_SH_TYPE_AMD64
+def _section_headers(data: bytes, name: str) -> tuple[list[tuple[int, ...]], int, int]:
+    """(section headers, e_flags, index of the section-name table), extended numbering resolved."""
+    (_type, _machine, _version, _entry, _phoff, e_shoff, e_flags, _ehsize, _phentsize, _phnum,
+     e_shentsize, e_shnum, e_shstrndx) = _EHDR_TAIL.unpack_from(data, 16)
+    if e_shoff == 0:
+        raise fail("object has no section header table", obj=name)
+    if e_shentsize != SHDR_SIZE:
+        raise fail(f"section header size is {e_shentsize}, not {SHDR_SIZE}", obj=name)
+    if e_shoff + SHDR_SIZE > len(data):
+        raise fail(f"section header table at {e_shoff:#x} runs past the end of the file", obj=name)
+    first = _SHDR.unpack_from(data, e_shoff)
+    nsec = e_shnum if e_shnum else first[5]  # 65,280 sections or more: sh_size of section 0
+    if nsec == 0:
+        raise fail("object has no section header table", obj=name)
+    if e_shoff + nsec * SHDR_SIZE > len(data):
+        raise fail(f"section header table at {e_shoff:#x} ({nsec} sections) runs past the end of the "
+                   "file", obj=name)
+    if first[1] != SHT_NULL:
+        raise fail("section header 0 is not the null section", obj=name)
+    shstrndx = first[6] if e_shstrndx == SHN_XINDEX else e_shstrndx  # then in sh_link of section 0
+    if shstrndx >= nsec:
+        raise fail(f"the section name table is section {shstrndx}, but there are {nsec} sections",
+                   obj=name)
+    headers = [_SHDR.unpack_from(data, e_shoff + i * SHDR_SIZE) for i in range(nsec)]
+    return headers, e_flags, shstrndx
 
-    return value if isinstance(value, int) else int(ENUM_SH_TYPE_AMD64[value])
+
+def _body(data: bytes, sh: tuple[int, ...], what: str, name: str) -> bytes:
+    sh_type, start, size = sh[1], sh[4], sh[5]
+    if sh_type in (SHT_NOBITS, SHT_NULL):
+        return b""
+    if start + size > len(data):
+        raise fail(f"section {what} ({size:#x} bytes at {start:#x}) runs past the end of the file "
+                   f"({len(data):#x} bytes)", obj=name)
+    return data[start:start + size]
 
 
 def _parse(data: bytes, name: str) -> ElfObject:
-    from elftools.elf.elffile import ELFFile
-
-    elf = ELFFile(io.BytesIO(data))
-    hdr = elf.header
-    nsec = elf.num_sections()
-    if nsec == 0:
-        raise fail("object has no section header table", obj=name)
-    if hdr["e_shoff"] + nsec * hdr["e_shentsize"] > len(data):
-        raise fail(f"section header table at {hdr['e_shoff']:#x} runs past the end of the file", obj=name)
-
-    headers = [elf.get_section(i) for i in range(nsec)]
-    if _sh_type(headers[0].header["sh_type"]) != SHT_NULL:
-        raise fail("section header 0 is not the null section", obj=name)
+    headers, e_flags, shstrndx = _section_headers(data, name)
+    nsec = len(headers)
+    names = _body(data, headers[shstrndx], f"{shstrndx} (section names)", name) if shstrndx else b""
     sections: list[Section] = []
-    for i, parsed in enumerate(headers):
-        sh = parsed.header
-        sec_name = parsed.name if i else ""
-        sh_type = _sh_type(sh["sh_type"])
-        if sh_type == SHT_SYMTAB_SHNDX:
-            raise fail("SHT_SYMTAB_SHNDX (more than 65279 sections) is not supported", obj=name)
+    for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, _link, sh_info, sh_addralign,
+            sh_entsize) in enumerate(headers):
+        sec_name = _cstring(names, sh_name) if i and shstrndx else ""
+        if sec_name is None:
+            raise fail(f"section {i} has a name offset {sh_name:#x} outside the section name table",
+                       obj=name)
         if sh_type == SHT_REL:
             raise fail(f"{sec_name}: SHT_REL sections are not used on x86_64", obj=name)
-        align = sh["sh_addralign"]
-        if align & (align - 1) or align > MAX_ALIGN:
-            raise fail(f"section {sec_name} has an implausible alignment {align:#x}", obj=name)
-        body = b""
-        if sh_type not in (SHT_NOBITS, SHT_NULL):
-            start, size = sh["sh_offset"], sh["sh_size"]
-            if start + size > len(data):
-                raise fail(f"section {sec_name} ({size:#x} bytes at {start:#x}) runs past the end of "
-                           f"the file ({len(data):#x} bytes)", obj=name)
-            body = data[start:start + size]
+        if sh_addralign & (sh_addralign - 1) or sh_addralign > MAX_ALIGN:
+            raise fail(f"section {sec_name} has an implausible alignment {sh_addralign:#x}", obj=name)
         sections.append(Section(
-            name=sec_name, type=sh_type, flags=sh["sh_flags"], addr=sh["sh_addr"],
-            addralign=sh["sh_addralign"], entsize=sh["sh_entsize"], data=body,
-            nobits_size=sh["sh_size"] if sh_type == SHT_NOBITS else 0, info=sh["sh_info"],
-            file_offset=sh["sh_offset"], name_offset=sh["sh_name"]))
+            name=sec_name, type=sh_type, flags=sh_flags, addr=sh_addr, addralign=sh_addralign,
+            entsize=sh_entsize, data=_body(data, headers[i], sec_name, name),
+            nobits_size=sh_size if sh_type == SHT_NOBITS else 0, info=sh_info, file_offset=sh_offset,
+            name_offset=sh_name))
 
     def section_at(index: int, what: str) -> Section:
         if not 0 < index < nsec:
             raise fail(f"{what} names section index {index}, but there are {nsec} sections", obj=name)
         return sections[index]
 
-    for i, parsed in enumerate(headers):
-        link = parsed.header["sh_link"]
-        if link:
-            sections[i].link = section_at(link, f"section {sections[i].name} sh_link")
+    for i, sh in enumerate(headers):
+        if i and sh[6]:
+            sections[i].link = section_at(sh[6], f"section {sections[i].name} sh_link")
 
     symtabs = [s for s in sections if s.type == SHT_SYMTAB]
     if len(symtabs) > 1:
@@ -151,7 +171,8 @@ def _parse(data: bytes, name: str) -> ElfObject:
         if symtab.link is None:
             raise fail(".symtab has no string table (sh_link 0)", obj=name)
         strtab_bytes = symtab.link.data
-        symbols = _read_symbols(symtab, strtab_bytes, sections, name)
+        symbols = _read_symbols(symtab, strtab_bytes, sections, _extended_indices(sections, symtab, name),
+                                name)
 
     for sec in sections:
         if sec.type == SHT_RELA:
@@ -159,12 +180,32 @@ def _parse(data: bytes, name: str) -> ElfObject:
         elif sec.type == SHT_GROUP:
             _read_group(sec, symbols, name, section_at)
 
-    shstrtab = sections[hdr["e_shstrndx"]] if 0 < hdr["e_shstrndx"] < nsec else None
     return ElfObject(
         path=name, e_type=ET_REL,
         e_machine=EM_X86_64, e_version=struct.unpack_from("<I", data, 20)[0],
-        e_flags=hdr["e_flags"], e_ident_tail=data[4:16], sections=sections, symbols=symbols,
-        symtab=symtab, strtab_original=strtab_bytes, shstrtab=shstrtab)
+        e_flags=e_flags, e_ident_tail=data[4:16], sections=sections, symbols=symbols,
+        symtab=symtab, strtab_original=strtab_bytes, shstrtab=sections[shstrndx] if shstrndx else None)
+
+
+def _extended_indices(sections: list[Section], symtab: Section, name: str) -> tuple[int, ...] | None:
+    """The SHT_SYMTAB_SHNDX table: each symbol's section index where st_shndx says SHN_XINDEX.
+
+    The writer rebuilds it from the symbols, as it does `.symtab`, so its bytes are dropped here.
+    """
+    tables = [s for s in sections if s.type == SHT_SYMTAB_SHNDX]
+    if not tables:
+        return None
+    if len(tables) > 1:
+        raise fail("more than one SHT_SYMTAB_SHNDX section", obj=name)
+    table = tables[0]
+    if table.link is not symtab:
+        raise fail(f"{table.name}: sh_link does not name the symbol table", obj=name)
+    if len(table.data) != len(symtab.data) // SYM_SIZE * 4:
+        raise fail(f"{table.name}: {len(table.data):#x} bytes for {len(symtab.data) // SYM_SIZE} "
+                   "symbols, expected 4 per symbol", obj=name)
+    words = struct.unpack(f"<{len(table.data) // 4}I", table.data)
+    table.data = b""
+    return words
 
 
 def _cstring(table: bytes, offset: int) -> str | None:
@@ -176,7 +217,8 @@ def _cstring(table: bytes, offset: int) -> str | None:
     return table[offset:end].decode("utf-8", "surrogateescape")
 
 
-def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], name: str) -> list[Symbol]:
+def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], extended: tuple[int, ...] | None,
+                  name: str) -> list[Symbol]:
     if symtab.entsize not in (0, SYM_SIZE) or len(symtab.data) % SYM_SIZE:
         raise fail(f".symtab size {len(symtab.data):#x} is not a multiple of {SYM_SIZE}", obj=name)
     symbols: list[Symbol] = []
@@ -188,7 +230,16 @@ def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], name:
             raise fail(f"symbol {index} has a name offset {st_name:#x} outside .strtab", obj=name)
         section: Section | None = None
         special = SHN_UNDEF
-        if st_shndx >= SHN_LORESERVE:
+        if st_shndx == SHN_XINDEX:
+            if extended is None:
+                raise fail(f"symbol {sym_name or index} has section index SHN_XINDEX, but there is no "
+                           "SHT_SYMTAB_SHNDX section", obj=name)
+            st_shndx = extended[index]
+            if not 0 < st_shndx < nsec:
+                raise fail(f"symbol {sym_name or index} is in section {st_shndx} (SHT_SYMTAB_SHNDX), but "
+                           f"there are {nsec} sections", obj=name)
+            section = sections[st_shndx]
+        elif st_shndx >= SHN_LORESERVE:
             special = st_shndx
         elif st_shndx != SHN_UNDEF:
             if st_shndx >= nsec:

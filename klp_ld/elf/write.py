@@ -6,6 +6,9 @@ Invariants the kernel, ld and objtool rely on:
 - every relocation, group and `sh_link`/`sh_info` reference is renumbered from the model's object
   references, so no index survives from the input;
 - reserved section indices (SHN_ABS, SHN_COMMON, SHN_LIVEPATCH) are written as they are;
+- from 65,280 sections on, ELF's extended numbering: the count and the section-name table index
+  in section 0, SHN_XINDEX in `st_shndx` with the real index in the SHT_SYMTAB_SHNDX table
+  (rebuilt from the symbols like `.symtab`, and added when an object first needs one);
 - addends are signed 64-bit;
 - the same model always gives the same bytes: layout follows section order, and string tables keep
   the input's offsets and append new names in first-use order.
@@ -20,11 +23,14 @@ from klp_ld.elf.consts import (
     ELFMAG,
     RELA_SIZE,
     SHDR_SIZE,
+    SHN_LORESERVE,
+    SHN_XINDEX,
     SHT_GROUP,
     SHT_NOBITS,
     SHT_NULL,
     SHT_RELA,
     SHT_SYMTAB,
+    SHT_SYMTAB_SHNDX,
     SYM_SIZE,
 )
 from klp_ld.elf.model import ElfObject, Section, ordered_symbols
@@ -76,11 +82,26 @@ def _align(value: int, alignment: int) -> int:
     return value if alignment <= 1 else (value + alignment - 1) // alignment * alignment
 
 
+def _with_extended_table(obj: ElfObject) -> list[Section]:
+    """The sections to write: with an SHT_SYMTAB_SHNDX section added at the end when a symbol is
+    defined in a section numbered SHN_LORESERVE or above and the object has no such table yet."""
+    sections = obj.sections
+    if len(sections) <= SHN_LORESERVE or obj.symtab is None:
+        return sections
+    if any(s.type == SHT_SYMTAB_SHNDX for s in sections):
+        return sections
+    high = {id(s) for s in sections[SHN_LORESERVE:]}
+    if not any(id(sym.section) in high for sym in obj.symbols if sym.section is not None):
+        return sections
+    return [*sections, Section(".symtab_shndx", SHT_SYMTAB_SHNDX, addralign=4, entsize=4, link=obj.symtab)]
+
+
 def write_elf(obj: ElfObject) -> bytes:
     """Serialise `obj`; the caller decides where the bytes go (the writer never touches files)."""
-    sections = obj.sections
+    sections = _with_extended_table(obj)
     if not sections or sections[0].type != SHT_NULL:
         raise ValueError("the first section must be the null section")
+    shndx_table = next((s for s in sections if s.type == SHT_SYMTAB_SHNDX), None)
     sec_index = {id(sec): i for i, sec in enumerate(sections)}
 
     def index_of(sec: Section | None) -> int:
@@ -102,11 +123,16 @@ def write_elf(obj: ElfObject) -> bytes:
         shared = obj.symtab.link is not None and obj.symtab.link is obj.shstrtab
         strtab = shstrtab if shared else StringTable(obj.strtab_original)
         packed = bytearray()
-        for sym in symbols:
+        extended = [0] * len(symbols)
+        for i, sym in enumerate(symbols):
             shndx = index_of(sym.section) if sym.section is not None else sym.special
+            if sym.section is not None and shndx >= SHN_LORESERVE:
+                extended[i], shndx = shndx, SHN_XINDEX
             packed += _SYM.pack(strtab.offset(sym.name, sym.name_offset), (sym.bind << 4) | sym.type,
                                 sym.other, shndx, sym.value, sym.size)
         contents[id(obj.symtab)] = bytes(packed)
+        if shndx_table is not None:
+            contents[id(shndx_table)] = struct.pack(f"<{len(extended)}I", *extended)
         infos[id(obj.symtab)] = first_global
         if obj.symtab.link is not None and not shared:
             contents[id(obj.symtab.link)] = strtab.bytes()
@@ -138,7 +164,12 @@ def write_elf(obj: ElfObject) -> bytes:
             out += bytes(offset - len(out))
             out += body
         placed[i] = (offset, sec.nobits_size if sec.type == SHT_NOBITS else len(body))
-    headers = [bytes(SHDR_SIZE)]
+    shstrndx = index_of(obj.shstrtab) if obj.shstrtab is not None else 0
+    # Counts and indices that do not fit the 16-bit header fields go to section 0.
+    e_shnum = len(sections) if len(sections) < SHN_LORESERVE else 0
+    e_shstrndx = shstrndx if shstrndx < SHN_LORESERVE else SHN_XINDEX
+    headers = [_SHDR.pack(0, SHT_NULL, 0, 0, 0, 0 if e_shnum else len(sections),
+                          0 if e_shstrndx == shstrndx else shstrndx, 0, 0, 0)]
     for i, sec in enumerate(sections[1:], start=1):
         offset, size = placed[i]
         entsize = sec.entsize
@@ -146,15 +177,16 @@ def write_elf(obj: ElfObject) -> bytes:
             entsize = SYM_SIZE
         elif sec.type == SHT_RELA:
             entsize = RELA_SIZE
+        elif sec.type == SHT_SYMTAB_SHNDX:
+            entsize = 4
         headers.append(_SHDR.pack(name_offsets[i], sec.type, sec.flags, sec.addr, offset, size,
                                   index_of(sec.link), infos.get(id(sec), sec.info), sec.addralign, entsize))
     shoff = _align(len(out), 8)
     out += bytes(shoff - len(out))
     for packed_header in headers:
         out += packed_header
-    shstrndx = index_of(obj.shstrtab) if obj.shstrtab is not None else 0
     out[0:4] = ELFMAG
     out[4:16] = obj.e_ident_tail
     out[16:EHDR_SIZE] = _EHDR_TAIL.pack(obj.e_type, obj.e_machine, obj.e_version, 0, 0, shoff,
-                                        obj.e_flags, EHDR_SIZE, 0, 0, SHDR_SIZE, len(sections), shstrndx)
+                                        obj.e_flags, EHDR_SIZE, 0, 0, SHDR_SIZE, e_shnum, e_shstrndx)
     return bytes(out)

@@ -1,4 +1,4 @@
-"""Finding symbol sources for the headers' release, and caching their parses (klp_ld.discover).
+"""Finding symbol sources for the headers' release (klp_ld.discover; the cache is in test_symcache).
 
 Every test builds a fake system tree under tmp_path and points KLP_LD_TEST_ROOT at it, so
 nothing here reads the real /proc, /boot or /lib/modules.
@@ -8,25 +8,20 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import os
-import random
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-import klp_ld.discover as discover_mod
 from klp_ld.diag import KlpLdError
 from klp_ld.discover import (
     TEST_ROOT_ENV,
     Discovery,
-    cache_dir,
     discover,
-    load_cached,
     print_sources,
 )
-from klp_ld.symbols import VMLINUX, Resolved, SourceKind, SymbolProblem, SymbolSource, parse_source
+from klp_ld.symbols import VMLINUX, Resolved, SymbolProblem
 from klp_ld.target import kernel_release
 
 DATA = Path(__file__).resolve().parents[2] / "testdata" / "symbols"
@@ -347,79 +342,3 @@ def test_print_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert lines[3].startswith(">>> looked for ")
     assert print_sources(str(tmp_path / "nowhere"))[0].startswith("klp-ld: error: ")
 
-
-# --- cache ---------------------------------------------------------------------------------------
-
-
-class Counter:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, data: bytes, path: str, kind: SourceKind | None = None) -> SymbolSource:
-        self.calls += 1
-        return parse_source(data, path, kind)
-
-
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Counter:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv(TEST_ROOT_ENV, raising=False)
-    counter = Counter()
-    monkeypatch.setattr(discover_mod, "parse_source", counter)
-    return counter
-
-
-def test_cache_hit_and_invalidation(tmp_path: Path, counted: Counter) -> None:
-    src = tmp_path / "System.map"
-    shutil.copy(DATA / "System.map", src)
-    first = load_cached(str(src))
-    assert counted.calls == 1 and os.listdir(cache_dir())
-    assert load_cached(str(src)) == first and counted.calls == 1
-    st = src.stat()
-    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touch
-    assert load_cached(str(src)) == first and counted.calls == 2
-    src.write_text(src.read_text() + "ffffffff81abd000 t state_show\n")
-    changed = load_cached(str(src))
-    assert counted.calls == 3 and changed != first
-    assert len(changed.tables[0]) == len(first.tables[0]) + 1
-    assert load_cached(str(src)) == changed and counted.calls == 3
-
-
-def test_cache_can_be_disabled(tmp_path: Path, counted: Counter) -> None:
-    src = tmp_path / "System.map"
-    shutil.copy(DATA / "System.map", src)
-    load_cached(str(src), use_cache=False)
-    load_cached(str(src), use_cache=False)
-    assert counted.calls == 2 and not os.path.exists(cache_dir())
-
-
-def test_unwritable_or_damaged_cache_is_skipped(tmp_path: Path, counted: Counter,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "System.map"
-    shutil.copy(DATA / "System.map", src)
-    blocker = tmp_path / "file-not-dir"
-    blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    assert load_cached(str(src)).kind is SourceKind.SYSTEM_MAP
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    good = load_cached(str(src))
-    for entry in os.listdir(cache_dir()):
-        Path(cache_dir(), entry).write_bytes(b"\x00garbage")
-    assert load_cached(str(src)) == good and counted.calls == 3
-
-
-def test_cache_serves_a_94k_kallsyms_without_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The second link reads the parse from the cache (how fast is measured in benchmarks/)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    rng = random.Random(3)
-    lines = [f"{0xFFFFFFFF81000000 + i * 16:016x} {rng.choice('tTdDbBrR')} sym_{i}.{rng.randint(0, 99999)}"
-             for i in range(94_101)]
-    path = tmp_path / "kallsyms"
-    path.write_text("\n".join(lines) + "\n")
-    cold = load_cached(str(path))
-
-    def no_parsing(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the cached source was parsed again")
-
-    monkeypatch.setattr(discover_mod, "parse_source", no_parsing)
-    assert load_cached(str(path)) == cold

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import importlib.util
 import lzma
+import os
 import random
 import re
+import resource
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +42,10 @@ from klp_ld.symbols import (
     parse_symbols_list,
     parse_system_map,
     parse_vmlinux,
+    read_source_bytes,
 )
+
+from .conftest import WRAPPER, Toolchain
 
 DATA = Path(__file__).resolve().parents[2] / "testdata" / "symbols"
 TOOLS = all(shutil.which(t) for t in ("gcc", "ld", "nm"))
@@ -442,14 +447,49 @@ def test_compressed_modules(built: dict[str, Path], tmp_path: Path, suffix: str)
         load_source(str(path))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("zstandard") is not None, reason="zstandard is installed")
-def test_zstd_without_library_says_what_is_missing(tmp_path: Path) -> None:
-    path = tmp_path / "foo.ko.zst"
-    path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 32)
-    with pytest.raises(KlpLdError) as exc:
-        load_source(str(path))
-    message = str(exc.value)
-    assert str(path) in message and "pip install zstandard" in message
+# --- reading a source ----------------------------------------------------------------------------
+
+
+def _limit_memory() -> None:
+    """Run before the child: were the source read without bound, it ends in a MemoryError here
+    instead of in the machine's OOM killer."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory"])
+def test_a_source_that_is_not_a_file_is_one_clean_error(tmp_path: Path, toolchain: Toolchain,
+                                                        kind: str) -> None:
+    """`--klp-symbols=/dev/zero` read until memory ran out; a FIFO blocked the link forever."""
+    if kind == "/dev/zero":
+        source = kind
+    elif kind == "fifo":
+        source = str(tmp_path / "fifo")
+        os.mkfifo(source)
+    else:
+        source = str(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KLP_LD_")}
+    env.update(KLP_LD_PYTHON=sys.executable, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    done = subprocess.run([str(WRAPPER), f"--klp-symbols={source}", "-r", "-o", "m.o",
+                           str(toolchain.build("seed_a.c"))], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60, preexec_fn=_limit_memory, check=False)
+    assert (done.returncode, done.stderr.splitlines()) == (1, [
+        f"klp-ld: error: {source}: cannot read symbol source: not a regular file (a symbol source is a "
+        "kallsyms dump, System.map, vmlinux, module or Module.symvers file)"])
+    assert not (tmp_path / "m.o").exists()
+
+
+def test_reading_a_source_stops_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "System.map"
+    path.write_bytes((DATA / "System.map").read_bytes())
+    size = path.stat().st_size
+    assert read_source_bytes(str(path), limit=size) == path.read_bytes()
+    with pytest.raises(KlpLdError, match=rf"^klp-ld: error: {re.escape(str(path))}: cannot read symbol "
+                                         rf"source: {size} bytes, more than the {size - 1} "):
+        read_source_bytes(str(path), limit=size - 1)
+    # /proc files say size 0 whatever they hold: the limit must hold while reading, too.
+    with pytest.raises(KlpLdError, match=r"^klp-ld: error: /proc/self/maps: cannot read symbol source: it "
+                                         r"holds more than 64 bytes"):
+        read_source_bytes("/proc/self/maps", limit=64)
 
 
 def test_module_lookup_is_not_mixed_with_vmlinux() -> None:
