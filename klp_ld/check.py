@@ -111,5 +111,8 @@ def check_object(obj: ElfObject, resolver: Resolver | None = None) -> tuple[list
 
 def check_module_file(path: str, resolver: Resolver | None = None) -> tuple[list[str], list[Diagnostic]]:
     """Check a `.ko` (also `.ko.xz`/`.ko.gz`), whoever produced it."""
+    from klp_ld.srcloc import annotate
+
     data = decompress(read_source_bytes(path), path)
-    return check_object(read_elf(data, path), resolver)
+    lines, problems = check_object(read_elf(data, path), resolver)
+    return lines, annotate(data, path, problems)

@@ -30,6 +30,7 @@ from klp_ld.postlink import BtfStep, btf_step, mark_kept_by_objcopy, objcopy_dam
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
+from klp_ld.srcloc import annotate
 from klp_ld.target import Target, find_target
 from klp_ld.validate import check_module, check_sites, reload_caveat
 
@@ -253,6 +254,7 @@ def finish_module(path: str, display: str, report: Report, target: Target, scrat
     site_problems, records = check_sites(obj, result.conversions)
     report.checks.extend(records)
     problems.extend(site_problems)
+    problems = annotate(data, display, problems)
     report.diagnostics.extend(problems)
     errors = [p for p in problems if p.severity == "error"]
     if errors:

@@ -60,7 +60,7 @@ def test_hand_broken_site_shows_the_instruction(seed_ko: Path, shift: int, r_typ
     assert result.returncode == 1
     lines = [x for x in result.stderr.splitlines() if expect in x]
     assert lines, result.stderr
-    assert lines[0].startswith(f"klp-ld: error: {broken}: .text.seed_a_pc32+0x")
+    assert lines[0].startswith(f"klp-ld: error: {broken}: seed_a_pc32+0x")
     assert "48 8d 05 00 00 00 00" in lines[0], lines[0]
 
 
