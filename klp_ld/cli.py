@@ -7,12 +7,13 @@ whose plan is the output the user asked for. No other module prints.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from importlib import resources
 
 from klp_ld import __version__, cmdline, realld
 from klp_ld.cmdline import LinkCommand
-from klp_ld.diag import Diagnostic, KlpLdError
+from klp_ld.diag import Diagnostic, KlpLdError, error, fail, printable
 from klp_ld.report import Report, append_json
 
 HELP = """\
@@ -81,52 +82,96 @@ def run(cmd: LinkCommand) -> int:
         return 1
     if cmd.kind in (cmdline.PROBE, cmdline.PASSTHROUGH):
         return _dry_passthrough(cmd, argv0)
+    if cmd.rejected and not cmd.doubts and realld.gnu_ld_version(path) == cmdline.GRAMMAR_VERSION:
+        # The real ld is the one whose grammar rejected this command line: it fails on it before
+        # reading any input or writing anything, so its own words are the best answer.
+        if opts.dry_run:
+            sys.stdout.write(printable(f"klp-ld: ld rejects this command line ({cmd.rejected})") + "\n")
+            return _dry_passthrough(cmd, argv0)
+        os.environ[realld.ACTIVE_MARKER] = "1"
+        try:
+            os.execv(path, [argv0, *cmd.ld_argv])
+        except OSError as exc:
+            sys.stderr.write(f"klp-ld: error: cannot run {path}: {exc.strerror}\n")
+            return 1
     return _livepatch(cmd, path, argv0)
 
 
 def _dry_passthrough(cmd: LinkCommand, argv0: str) -> int:
     sys.stdout.write(f"klp-ld: {cmd.kind}: nothing for klp-ld to do\n")
-    sys.stdout.write(f"klp-ld: would run: {' '.join([argv0, *cmd.ld_argv])}\n")
+    sys.stdout.write(printable(f"klp-ld: would run: {' '.join([argv0, *cmd.ld_argv])}") + "\n")
     return 0
 
 
 def _livepatch(cmd: LinkCommand, path: str, argv0: str) -> int:
+    """Run the livepatch link and report it; the exit status is ld's when ld failed, 128+N for a
+    signal, 1 for anything klp-ld refused or found, and 0 only with every output in place.
+
+    The report (--klp-report) is written just before the outputs are committed: a report that
+    cannot be written fails the link with nothing changed, and a record never describes an
+    output that is not there. Should the commit itself fail after that, a second record says so.
+    """
+    from klp_ld.output import check_report_path
     from klp_ld.pipeline import RealLd, Terminated, livepatch_link
 
     opts = cmd.options
     report = Report(kind=cmd.kind, cwd=cmd.cwd, argv=list(cmd.ld_argv), output=cmd.output,
                     dry_run=opts.dry_run)
+    recorded: list[str] = []  # the status of each record written, "" for one that could not be
+
+    def write_report(r: Report) -> None:
+        if opts.report:
+            try:
+                append_json(opts.report, r)
+            except OSError as exc:
+                recorded.append("")
+                raise fail(f"cannot write the report: {exc.strerror or exc}; nothing was written",
+                           obj=opts.report) from None
+            recorded.append(r.status)
+
+    def before_commit(r: Report) -> None:
+        if opts.fatal_warnings and any(d.severity == "warning" for d in r.diagnostics):
+            raise fail("warnings are fatal (--klp-fatal-warnings): nothing was written")
+        write_report(r)
+
     status = 1
+    report_ok = True
     try:
-        status = livepatch_link(cmd, RealLd(path, argv0), report)
+        if opts.report:
+            try:
+                check_report_path(opts.report)
+            except KlpLdError:
+                report_ok = False
+                raise
+        status = livepatch_link(cmd, RealLd(path, argv0), report, before_commit)
     except KlpLdError as exc:
         report.status = "error"
         report.diagnostics.extend(d for d in exc.diagnostics if d not in report.diagnostics)
     except KeyboardInterrupt:
         report.status = "interrupted"
         status = 130
-    except Terminated:
-        report.status = "terminated"
-        status = 143
+    except Terminated as exc:
+        report.status = "interrupted" if exc.signum == signal.SIGINT else "terminated"
+        status = 128 + exc.signum
     except OSError as exc:
         report.status = "error"
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        sys.stderr.write(f"klp-ld: error:{where} {exc.strerror or exc}\n")
+        where = f" {exc.filename}:" if getattr(exc, "filename", None) else ""
+        report.diagnostics.append(error(f"{where} {exc.strerror or exc}".strip()))
     warned = any(d.severity == "warning" for d in report.diagnostics)
     if report.status == "ok" and opts.fatal_warnings and warned:
         report.status = "error"
-        status = 1
+        report.diagnostics.append(error("warnings are fatal (--klp-fatal-warnings)"))
     if opts.dry_run or opts.verbose:
         stream = sys.stdout if opts.dry_run else sys.stderr
         stream.write("\n".join(report.lines()) + "\n")
     print_diagnostics(report.diagnostics)
     if report.status == "error":
         status = 1
-    if opts.report:
+    if opts.report and report_ok and "" not in recorded and recorded[-1:] != [report.status]:
         try:
-            append_json(opts.report, report)
-        except OSError as exc:
-            sys.stderr.write(f"klp-ld: error: {opts.report}: cannot write report: {exc.strerror}\n")
+            write_report(report)
+        except KlpLdError as exc:
+            print_diagnostics(exc.diagnostics)
             status = status or 1
     return status
 

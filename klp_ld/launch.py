@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = cmd.options
     special = opts.help or opts.version or opts.print_include_dir or opts.print_sources
     kind = cmdline.PROBE if special else cmdline.classify(cmd)
-    cmd.kind = kind
+    cmd = cmd.with_kind(kind)
     if kind in (cmdline.PROBE, cmdline.PASSTHROUGH) and not (special or opts.dry_run):
         try:
             own = realld.own_paths(sys.argv[0])

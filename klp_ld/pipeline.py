@@ -8,10 +8,9 @@ built next to its final path and moved there only when every check has passed, s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -24,8 +23,18 @@ from klp_ld.diag import Diagnostic, KlpLdError, error, fail, note
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
-from klp_ld.link import rewrite_argv, run_ld
+from klp_ld.link import Renamer, annotated_libraries, display_argv, ld_command, run_ld, write_response_files
 from klp_ld.names import Identity
+from klp_ld.output import (
+    Destination,
+    Placed,
+    Scratch,
+    check_not_input,
+    check_target,
+    commit,
+    map_target,
+    place,
+)
 from klp_ld.postlink import BtfStep, btf_step, mark_kept_by_objcopy, objcopy_damage
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
@@ -47,20 +56,50 @@ def _reason(dialect: str, section: str, offset: int) -> str:
     return "SUSE KLP_RELOC_SYMBOL name" if dialect == SUSE else "identity named in the source"
 
 
+# The signals that end a link: each removes the temporary files and the real ld before exiting.
+SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+
 class Terminated(Exception):
-    """SIGTERM, turned into an exception so that cleanup runs as it does for Ctrl-C."""
+    """SIGHUP, SIGINT, SIGTERM or SIGQUIT, turned into an exception so that cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(signum)
+    """Turn the first terminating signal into `Terminated`; later ones must not interrupt the
+    cleanup it starts. A signal the caller ignores (nohup, a background job) stays ignored."""
+    fired: list[int] = []
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Terminated(signum)
+
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    for s, was in previous.items():
+        if was is not signal.SIG_IGN:
+            signal.signal(s, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        with _blocked():
+            for s, was in previous.items():
+                signal.signal(s, was if was is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def _blocked() -> Iterator[None]:
+    """Hold the terminating signals while a temporary file is created and recorded (or removed):
+    one that arrives in between is delivered afterwards, when the cleanup knows the file."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _write_bytes(path: str, data: bytes, display: str | None = None) -> None:
@@ -222,20 +261,6 @@ def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list
     return out
 
 
-def _temp_output(output: str, display: str) -> str:
-    """A fresh file beside the output, so that the final rename is atomic."""
-    directory, base = os.path.split(output)
-    try:
-        fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=".klp-ld.tmp", dir=directory or ".")
-    except OSError as exc:
-        raise fail(f"cannot create the output: {exc.strerror or exc}", obj=display) from None
-    umask = os.umask(0o022)  # mkstemp makes 0600; ld makes its outputs 0666 & ~umask
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-    os.close(fd)
-    return path
-
-
 def finish_module(path: str, display: str, report: Report, target: Target, scratch: str) -> bytes | None:
     """Convert the linked module at `path`; returns the new bytes, or None when there was nothing to do."""
     with open(path, "rb") as f:
@@ -296,6 +321,7 @@ def _target(cwd: str) -> Target:
 
 
 def _make_tmpdir() -> str:
+    """klp-ld's private directory: renamed copies, response files, side outputs as ld writes them."""
     try:
         return tempfile.mkdtemp(prefix="klp-ld-")
     except OSError as exc:
@@ -303,58 +329,118 @@ def _make_tmpdir() -> str:
                    f"{exc.strerror or exc}") from None
 
 
-def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report) -> int:
-    """The partial or final link of a livepatch module; returns the exit status."""
-    shown_out = cmd.output or "a.out"
-    output = os.path.join(cmd.cwd, shown_out)
+def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
+                   before_commit: Callable[[Report], None] | None = None) -> int:
+    """The partial or final link of a livepatch module; returns the exit status.
+
+    Every refusal comes before any work (the command line, the output policy of klp_ld.output);
+    the files the user named are written at the very end, after ld, the conversion, the checks
+    and `before_commit` (the report) succeeded, and only then. On any way out -- an error, ld's
+    failure, a signal -- ld is gone and every temporary file removed before this returns.
+    """
     opts = cmd.options
-    tmpdir: str | None = None
-    temp_out: str | None = None
+    scratch = Scratch()
+    with _signals_raise():
+        try:
+            return _livepatch_link(cmd, ld, report, before_commit, scratch)
+        finally:
+            with _blocked():
+                kept = scratch.cleanup(opts.keep_tmp)
+            if kept is not None:
+                report.diagnostics.append(note(f"temporary files kept in {kept}"))
+
+
+def _livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
+                    before_commit: Callable[[Report], None] | None, scratch: Scratch) -> int:
+    opts = cmd.options
+    refused = [error(reason) for reason in cmdline.refusals(cmd)] or annotated_libraries(cmd)
+    if refused:
+        raise KlpLdError(refused[0])
+    shown_out = cmd.output if cmd.output is not None else "a.out"
+    output = Destination(os.path.join(cmd.cwd, shown_out), shown_out)
+    check_target(output, "output file")
+    check_not_input(output, cmdline.files_read(cmd))
+    sides: list[tuple[int, str, Destination, str]] = []  # (argument index, prefix, destination, what)
+    if cmd.map_file is not None:
+        map_out = map_target(cmd.map_file.value, shown_out, cmd.cwd)
+        if map_out is not None:
+            sides.append((cmd.map_file.index, cmd.map_file.prefix, map_out, "map file"))
+    if cmd.depfile is not None:
+        dep = Destination(os.path.join(cmd.cwd, cmd.depfile.value), cmd.depfile.value, follow=True)
+        sides.append((cmd.depfile.index, cmd.depfile.prefix, dep, "dependency file"))
+    for _, _, destination, what in sides:
+        check_target(destination, what)
+
+    with _blocked():
+        tmpdir = scratch.tmpdir = _make_tmpdir()
+    replaced = prepare_inputs(cmd, tmpdir, report)
+    with _blocked():
+        if opts.dry_run:
+            placed = Placed(output, os.path.join(tmpdir, "dry-run-output"), True)
+        else:
+            placed = scratch.track(place(output, tmpdir))
+        side_placed = [(index, prefix, os.path.join(tmpdir, f"side-{n}"),
+                        None if opts.dry_run else scratch.track(place(dest, tmpdir, what)), dest)
+                       for n, (index, prefix, dest, what) in enumerate(sides)]
+
+    # ld writes into the temporary files; everything it says about them names the user's files
+    names = {copy: cmd.expanded[index].value for index, copy in replaced.items()}
+    names[placed.temp] = shown_out
+    replace = dict(replaced)
+    prepend: tuple[str, ...] = ()
+    if cmd.output_arg is None:
+        prepend = ("-o", placed.temp)
+    else:
+        replace[cmd.output_arg.index] = cmd.output_arg.prefix + placed.temp
+    for index, prefix, temp, _, destination in side_placed:
+        replace[index] = prefix + temp
+        names[temp] = destination.display
+    command = ld_command(cmd, replace, tmpdir, prepend=prepend, names=names)
+    renamer = Renamer(command.names, anchors=(tmpdir, placed.temp))
+    # the command as run, the renamed copies included, with klp-ld's own outputs under their names
+    plumbing = Renamer({temp: names[temp] for temp in names if temp not in replaced.values()})
+    report.ld_command = [ld.argv0, *display_argv(command, plumbing)]
+    write_response_files(command)
+    status = run_ld(ld.path, ld.argv0, command, cmd.cwd, renamer)
+    report.ld_status = status
+    if -status in SIGNALS:
+        raise Terminated(-status)
+    if status < 0:
+        raise fail(f"the real linker {ld.path} was killed by signal {-status} ({signal.strsignal(-status)})")
+    if status != 0:
+        report.status = "ld-failed"
+        return status
     try:
-        with _signals_raise():
-            tmpdir = _make_tmpdir()
-            replaced = prepare_inputs(cmd, tmpdir, report)
-            if opts.dry_run:
-                temp_out = os.path.join(tmpdir, "dry-run-output")
-            else:
-                temp_out = _temp_output(output, shown_out)
-            argv = rewrite_argv(cmd, replaced, temp_out, tmpdir)
-            report.ld_command = [ld.argv0, *rewrite_argv(cmd, replaced, shown_out, tmpdir)]
-            status = run_ld(ld.path, ld.argv0, argv, cmd.cwd)
-            report.ld_status = status
-            if status == -signal.SIGINT:
-                raise KeyboardInterrupt
-            if status == -signal.SIGTERM:
-                raise Terminated(signal.SIGTERM)
-            if status < 0:
-                raise fail(f"the real linker {ld.path} was killed by signal {-status} "
-                           f"({signal.strsignal(-status)})")
-            if status != 0:
-                report.status = "ld-failed"
-                return status
-            if cmd.kind == cmdline.FINAL:
-                converted = finish_module(temp_out, shown_out, report, _target(cmd.cwd), tmpdir)
-                if converted is not None:
-                    if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
-                        report.diagnostics.append(note(
-                            "annotations were converted at the final link (a single-object module): "
-                            "modpost saw the plain names, so such a module builds only with "
-                            "KBUILD_MODPOST_WARN=1; make it a composite module (obj-m := foo.o, "
-                            "foo-y := foo_main.o) to keep modpost's checks", obj=shown_out))
-                    if not opts.dry_run:
-                        _write_bytes(temp_out, converted, shown_out)
-            if not opts.dry_run:
-                try:
-                    os.replace(temp_out, output)
-                except OSError as exc:
-                    raise fail(f"cannot write: {exc.strerror or exc}", obj=shown_out) from None
-                temp_out = None
-            return 0
-    finally:
-        if temp_out is not None and not opts.dry_run and os.path.exists(temp_out):
-            os.unlink(temp_out)
-        if tmpdir is not None:
-            if opts.keep_tmp:
-                report.diagnostics.append(note(f"temporary files kept in {tmpdir}"))
-            else:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+        written = os.path.getsize(placed.temp)
+    except OSError:
+        written = 0
+    if not written:
+        raise fail("the real linker exited with status 0 but wrote no output", obj=shown_out)
+    if cmd.kind == cmdline.FINAL:
+        converted = finish_module(placed.temp, shown_out, report, _target(cmd.cwd), tmpdir)
+        if converted is not None:
+            if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
+                report.diagnostics.append(note(
+                    "annotations were converted at the final link (a single-object module): "
+                    "modpost saw the plain names, so such a module builds only with "
+                    "KBUILD_MODPOST_WARN=1; make it a composite module (obj-m := foo.o, "
+                    "foo-y := foo_main.o) to keep modpost's checks", obj=shown_out))
+            _write_bytes(placed.temp, converted, shown_out)
+    finished: list[Placed] = []
+    for _, _, temp, side, destination in side_placed:
+        if side is None or not os.path.exists(temp):
+            continue  # a dry run, or ld chose not to write it
+        with open(temp, "rb") as f:
+            _write_bytes(side.temp, renamer.apply(f.read()), destination.display)
+        finished.append(side)
+    if opts.dry_run:
+        return 0
+    if before_commit is not None:
+        before_commit(report)
+    with _blocked():
+        for side in finished:
+            commit(side, "side output")
+            scratch.committed(side)
+        commit(placed)
+        scratch.committed(placed)
+    return 0

@@ -75,3 +75,19 @@ def find_real_ld(explicit: str | None, invoked_as: str, environ: dict[str, str] 
             return found, candidate
     raise RealLdError(f"cannot find the real linker: no {' or '.join(tried)} on PATH other than klp-ld; "
                       "set --klp-real-ld=PATH or KLP_LD_REAL")
+
+
+def gnu_ld_version(path: str) -> str | None:
+    """`2.40` for GNU ld 2.40 (what `--version` says first), None for any other linker."""
+    import subprocess
+
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False,
+                              env={**os.environ, ACTIVE_MARKER: "1"})
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = done.stdout.partition("\n")[0]
+    if not first.startswith("GNU ld "):
+        return None
+    words = first.split()
+    return words[-1] if words and words[-1][:1].isdigit() else None

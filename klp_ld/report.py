@@ -7,14 +7,16 @@ interleave. Field names are documented in README.md ("Reports").
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from klp_ld.annotations import Annotation
-from klp_ld.diag import Diagnostic
+from klp_ld.diag import Diagnostic, printable
 from klp_ld.elf.consts import reloc_name
 from klp_ld.rename import Rename
 
@@ -111,7 +113,8 @@ class Report:
         if self.checks:
             out.append(f"klp-ld: validated {len(self.checks)} site(s), {len(bad)} problem(s)")
         out.extend(f"klp-ld: after the link: {line}" for line in self.post_link)
-        return out
+        # names come from the objects: escaped as in diagnostics, one decision stays one line
+        return [printable(line) for line in out]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -147,8 +150,11 @@ def _shell_quote(arg: str) -> str:
 def append_json(path: str, report: Report) -> None:
     """Append one line to `path`; a lock and a single write keep parallel links apart."""
     line = (json.dumps(report.as_json(), sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NONBLOCK: a FIFO put there after klp-ld checked the path fails at once instead of blocking
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, line)
     finally:

@@ -449,3 +449,201 @@ def random_line(rnd: random.Random, fmt: str) -> str:
     if rnd.random() < 0.1:
         line = line.replace(" ", rnd.choice(("\t", "  ", "")))
     return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line shapes: the same link spelled every way ld reads it, around real objects
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file the run directory holds before the link.
+
+    kind: "copy" (of a seed named by `source`), "text" (`source` is the contents), "dir", "fifo",
+    "chardev" (a private /dev/null), "symlink" / "hardlink" (to `source`), "ar" / "thin-ar" (an
+    archive of the `members`, made with `ar rcs` / `ar rcsT`).
+    """
+
+    path: str
+    kind: str
+    source: str = ""
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One command line and the files it needs. `output` is the file ld writes (a.out without
+    -o); `final` is a link klp-ld must convert (-T module.lds, -o X.ko); `sides` are the side
+    outputs ld writes (-Map, --dependency-file); `klp` are klp-ld's own options, given first."""
+
+    entries: tuple[Entry, ...]
+    args: tuple[str, ...]
+    output: str
+    final: bool
+    inputs: tuple[str, ...] = ()  # the seeds linked, however they are spelled
+    sides: tuple[str, ...] = ()
+    klp: tuple[str, ...] = ()
+    traits: tuple[str, ...] = ()
+
+
+_ODD_NAMES = ("with space.o", "it's.o", 'dq"x.o', "back\\slash.o", "-dash.o", "@at.o", "tab\tx.o")
+_OUTPUT_SPELLINGS = (("-o", ""), ("-o", "attached"), ("--output", "="), ("--output", ""),
+                     ("--outp", "="), ("--outpu", ""))
+_RELOCATABLE = (("-r",), ("--relocatable",), ("-i",), ("-S", "-r"), ("-Sr",), ("--relo",), ("-relocatable",))
+_SCRIPT_SPELLINGS = (("-T", ""), ("-T", "attached"), ("--script", "="), ("--scr", ""))
+_HARMLESS = (("-m", "elf_x86_64"), ("-z", "noexecstack"), ("--no-warn-rwx-segments",), ("-melf_x86_64",),
+             ("--build-id=sha1",), ("-X",))
+
+
+def _spell(option: str, how: str, value: str) -> list[str]:
+    if how == "attached":
+        return [option + value]
+    if how == "=":
+        return [f"{option}={value}"]
+    return [option, value]
+
+
+def command_shape(rnd: random.Random, objects: tuple[str, ...], annotated: tuple[str, ...],
+                  final_inputs: tuple[str, ...], *, can_mknod: bool = False) -> Shape:
+    """A random but well-understood command line: which files are inputs, where the output goes,
+    and how each is spelled (response files nested, recursive and quoted; archives plain and thin
+    with --whole-archive; outputs that are missing directories, FIFOs, devices, inputs, long names).
+
+    `objects` are seed objects for partial links (`annotated` among them carry annotations);
+    `final_inputs` the partial-link output and the .mod.o of a module, linked with module.lds.
+    """
+    entries: list[Entry] = []
+    traits: list[str] = []
+    final = rnd.random() < 0.3
+    inputs: list[str] = []
+    named: list[tuple[str, str]] = []  # (seed, the argument that names it)
+    pool = list(final_inputs) if final else rnd.sample(objects, rnd.randint(1, min(3, len(objects))))
+    if not final and rnd.random() < 0.5:
+        pool = [o for o in pool if o not in annotated] or pool  # often nothing to do: a pass-through
+    for name in pool:
+        dice = rnd.random()
+        if dice < 0.15:
+            odd = rnd.choice(_ODD_NAMES)
+            entries.append(Entry(odd, "copy", name))
+            inputs.append(odd)
+            named.append((name, odd))
+            traits.append("odd-name")
+        elif dice < 0.35 and not final:
+            kind = rnd.choice(("ar", "thin-ar"))
+            lib = f"lib{len(entries)}{name.replace('.', '_')}.a"
+            entries.append(Entry(lib, kind, members=(name,)))
+            whole = rnd.random() < 0.7
+            spelled = ["--whole-archive", lib, "--no-whole-archive"] if whole else [lib]
+            if rnd.random() < 0.25:
+                spelled = ["-L.", f"-l:{lib}"] if not whole else ["-L.", "--whole-archive", f"-l:{lib}",
+                                                                   "--no-whole-archive"]
+                traits.append("library")
+            inputs.extend(spelled)
+            named.append((name, next(a for a in spelled if lib in a)))
+            traits.append(f"{kind}{'-whole' if whole else ''}")
+        else:
+            inputs.append(name)
+            named.append((name, name))
+    args: list[str] = []
+    for harmless in rnd.sample(_HARMLESS, rnd.randint(0, 2)):
+        args.extend(harmless)
+    args.extend(rnd.choice(_RELOCATABLE))
+    if final:
+        option, how = rnd.choice(_SCRIPT_SPELLINGS)
+        args.extend(_spell(option, how, "module.lds"))
+
+    # the output: its name, what is already there, how -o is spelled
+    suffix = ".ko" if final else ".o"
+    output = "out" + suffix
+    kind = rnd.choices(("plain", "previous", "missing-dir", "fifo", "chardev", "input", "symlink-input",
+                        "hardlink-input", "long", "too-long", "directory", "subdir", "none"),
+                       (30, 8, 4, 4, 3 if can_mknod else 0, 4, 3, 3, 5, 2, 2, 4, 0 if final else 6))[0]
+    traits.append(f"output-{kind}")
+    if kind == "previous":
+        entries.append(Entry(output, "text", "a previous output\n"))
+    elif kind == "missing-dir":
+        output = "nodir/" + output
+    elif kind == "fifo":
+        entries.append(Entry(output, "fifo"))
+    elif kind == "chardev":
+        entries.append(Entry(output, "chardev"))
+    elif kind == "input":
+        output = pool[0]
+    elif kind in ("symlink-input", "hardlink-input"):
+        entries.append(Entry(output, kind.split("-")[0], pool[0]))
+    elif kind in ("long", "too-long"):
+        output = "o" * (rnd.randint(200, 255) if kind == "long" else 256 - len(suffix)) + suffix
+    elif kind == "directory":
+        entries.append(Entry(output, "dir"))
+    elif kind == "subdir":
+        entries.append(Entry("sub", "dir"))
+        output = "sub/" + output
+    if kind == "none":
+        output = "a.out"
+    else:
+        option, how = rnd.choice(_OUTPUT_SPELLINGS)
+        args.extend(_spell(option, how, output))
+    sides: list[str] = []
+    if rnd.random() < 0.15:
+        spelled, side = rnd.choice(((["-Map=%"], output + ".map"), (["-Map", "out.map"], "out.map"),
+                                    (["--dependency-file=out.d"], "out.d")))
+        args.extend(spelled)
+        sides.append(side)
+        traits.append("side-output")
+    args.extend(inputs)
+    linked = [seed for seed, _ in named]
+    if rnd.random() < 0.1:
+        at = rnd.randrange(len(args) + 1)
+        args.insert(at, "--")
+        # ld reads nothing after --; inputs come after the output, so look for each one's last mention
+        linked = [seed for seed, arg in named if len(args) - 1 - args[::-1].index(arg) < at]
+        traits.append("dashdash")
+
+    # response files: a slice of the arguments, nested, recursive, quoted
+    if rnd.random() < 0.5:
+        start = rnd.randrange(len(args))
+        end = rnd.randint(start + 1, len(args))
+        inner = args[start:end]
+        shape = rnd.choice(("flat", "flat", "nested", "recursive", "mutual", "empty", "dir", "missing"))
+        traits.append(f"rsp-{shape}")
+        if shape in ("flat", "nested"):
+            if shape == "nested" and len(inner) > 1:
+                cut = rnd.randrange(1, len(inner))
+                entries.append(Entry("inner.rsp", "text", _rsp(rnd, inner[cut:])))
+                inner = [*inner[:cut], "@inner.rsp"]
+            entries.append(Entry("args.rsp", "text", _rsp(rnd, inner)))
+            args[start:end] = ["@args.rsp"]
+        elif shape == "recursive":
+            entries.append(Entry("args.rsp", "text", _rsp(rnd, [*inner, "@args.rsp"])))
+            args[start:end] = ["@args.rsp"]
+        elif shape == "mutual":
+            entries.append(Entry("args.rsp", "text", _rsp(rnd, [*inner, "@other.rsp"])))
+            entries.append(Entry("other.rsp", "text", "@args.rsp\n"))
+            args[start:end] = ["@args.rsp"]
+        elif shape == "empty":
+            entries.append(Entry("empty.rsp", "text", " \n\t"))
+            args.insert(start, "@empty.rsp")
+        elif shape == "dir":
+            entries.append(Entry("rspdir", "dir"))
+            args.insert(start, "@rspdir")
+        else:
+            args.insert(start, "@missing.rsp")
+    klp = ("--dry-run",) if rnd.random() < 0.08 else ()
+    if klp:
+        traits.append("dry-run")
+    return Shape(tuple(entries), tuple(args), output, final and output.endswith(".ko"), tuple(linked),
+                 tuple(sides), klp, tuple(traits))
+
+
+def _rsp(rnd: random.Random, args: list[str]) -> str:
+    """A response file holding `args`, quoted one of the ways libiberty reads."""
+    out = []
+    for arg in args:
+        if arg and not any(c in arg for c in " \t\n\v\f\r'\"\\") and rnd.random() < 0.7:
+            out.append(arg)
+        elif "'" not in arg and "\\" not in arg and rnd.random() < 0.5:
+            out.append("'" + arg + "'")
+        else:
+            out.append('"' + "".join("\\" + c if c in '"\\' else c for c in arg) + '"')
+    sep = rnd.choice((" ", "\n", "\t", "  \n"))
+    return sep.join(out) + rnd.choice(("", "\n"))

@@ -75,6 +75,7 @@ class Site:
     def temporaries(self) -> list[str]:
         """klp-ld's temporaries anywhere they could be: TMPDIR and next to outputs."""
         left = [str(p) for p in self.tmp.iterdir()]
+        left += [str(p) for p in self.run.rglob(".klp-ld-*")]
         left += [str(p) for p in self.run.rglob("*.klp-ld.tmp")]
         return left
 
@@ -179,10 +180,11 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("link", sorted(LINKS))
-@pytest.mark.parametrize("how", ["SIGINT", "SIGINT-group", "SIGTERM"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGINT-group", "SIGTERM", "SIGHUP", "SIGHUP-group", "SIGQUIT"])
 def test_signal_mid_link(site: Site, link: str, how: str) -> None:
-    """Ctrl-C (SIGINT to klp-ld, or to the whole process group as a terminal sends it) and
-    SIGTERM while the real ld runs: exit 128+signal, no output, the previous one kept, ld gone."""
+    """Ctrl-C (SIGINT to klp-ld, or to the whole process group as a terminal sends it), SIGTERM,
+    SIGHUP (a closed terminal) and SIGQUIT while the real ld runs: exit 128+signal, no output, the
+    previous one kept, no temporary left, ld gone (an orphaned ld would keep writing)."""
     args, output = LINKS[link]
     (site.run / output).write_bytes(GOOD)
     sleeping = site.script("sleeping-ld", SLEEPING_LD)
@@ -197,7 +199,7 @@ def test_signal_mid_link(site: Site, link: str, how: str) -> None:
             assert time.monotonic() < deadline, "the stand-in ld never started"
             time.sleep(0.02)
         ld_pid = int(mark.read_text())
-        signum = signal.SIGTERM if how == "SIGTERM" else signal.SIGINT
+        signum = getattr(signal, how.split("-")[0])
         if how.endswith("group"):
             os.killpg(proc.pid, signum)
         else:
@@ -248,7 +250,7 @@ def test_keep_tmp_keeps_and_says_where(site: Site) -> None:
     assert len(kept) == 1 and kept[0].name.startswith("klp-ld-"), kept
     assert str(kept[0]) in result.stderr
     assert sorted(p.name.split("-", 1)[1] for p in kept[0].iterdir() if p.suffix == ".o") == ["a.o", "b.o"]
-    assert not list(site.run.rglob("*.klp-ld.tmp"))
+    assert not list(site.run.rglob(".klp-ld-*"))
 
 
 def test_keep_tmp_keeps_them_after_a_failure_too(site: Site) -> None:
@@ -256,7 +258,7 @@ def test_keep_tmp_keeps_them_after_a_failure_too(site: Site) -> None:
     result = site.klp_ld(["--klp-keep-tmp", f"--klp-real-ld={failing}", *PARTIAL])
     assert result.returncode == 1
     assert len(list(site.tmp.iterdir())) == 1
-    assert not (site.run / "out.o").exists() and not list(site.run.rglob("*.klp-ld.tmp"))
+    assert not (site.run / "out.o").exists() and not list(site.run.rglob(".klp-ld-*"))
 
 
 # ---------------------------------------------------------------------------------------------
