@@ -16,16 +16,16 @@ Annotations are per object: the same name may mean another position in another o
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.consts import RX86, SHT_NOBITS, STB_WEAK, reloc_name
+from klp_ld.elf.layout import KLP_MODULE_RELOC
 from klp_ld.elf.model import ElfObject, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
 
-RECORD_SIZE = 12
+RECORD_SIZE = KLP_MODULE_RELOC.size
 KLP_CONVERT = "klp-convert"
 SUSE = "suse"
 RAW = "raw"
@@ -51,10 +51,6 @@ class Harvest:
     obj: str
     annotations: tuple[Annotation, ...]
     problems: tuple[Diagnostic, ...]
-
-    def renames(self) -> dict[str, Identity]:
-        """Undefined symbol name -> identity, for the names this object annotated consistently."""
-        return {a.symbol: a.identity for a in self.annotations}
 
 
 def harvest(obj: ElfObject) -> Harvest:
@@ -119,7 +115,7 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
                                       "takes the symbol itself", code="annotation-bad-reloc",
                                       symbol=label, **at))
                 continue
-            (sympos,) = struct.unpack_from("<I", sec.data, rela.offset + 8)
+            _sym, sympos = KLP_MODULE_RELOC.unpack_from(sec.data, rela.offset)
             name = sym.name
             already = parse_identity(name)
             if already is not None:

@@ -12,10 +12,12 @@ from klp_ld.convert import Conversion
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf
+from klp_ld.ksyms.decompress import decompress
+from klp_ld.ksyms.load import read_source_bytes
+from klp_ld.ksyms.resolution import SymbolProblem
 from klp_ld.names import KLP_RELA, VMLINUX, Identity, parse_identity
 from klp_ld.postlink import restore_retyped
 from klp_ld.resolve import Resolver
-from klp_ld.symbols import SymbolProblem, decompress, read_source_bytes
 from klp_ld.validate import check_module, check_sites
 
 

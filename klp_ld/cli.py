@@ -63,7 +63,7 @@ def run(cmd: LinkCommand) -> int:
         sys.stdout.write(include_dir() + "\n")
         return 0
     if opts.print_sources:
-        from klp_ld.discover import print_sources
+        from klp_ld.ksyms.discover import print_sources
         from klp_ld.target import find_target
 
         try:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from klp_ld.diag import KlpLdError, error
 from klp_ld.elf.consts import (
-    RELA_SIZE,
     RX86,
     SHF_ALLOC,
     SHF_INFO_LINK,
@@ -27,6 +26,7 @@ from klp_ld.elf.consts import (
     STB_GLOBAL,
     STT_NOTYPE,
 )
+from klp_ld.elf.layout import RELA_SIZE
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, parse_identity
 
@@ -50,7 +50,6 @@ class Conversion:
 class ConvertResult:
     conversions: list[Conversion]
     removed_sections: list[str]
-    klp_sections: list[Section]
 
 
 def identity_symbols(obj: ElfObject) -> dict[int, tuple[Symbol, Identity]]:
@@ -124,4 +123,4 @@ def convert(obj: ElfObject) -> ConvertResult:
         sym.value = 0
         sym.size = 0
     obj.sections.extend(klp_secs.values())
-    return ConvertResult(conversions, removed, list(klp_secs.values()))
+    return ConvertResult(conversions, removed)

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from klp_ld.diag import fail
 from klp_ld.elf.consts import KSYM_NAME_LEN, MODULE_NAME_LEN
 
 KLP_SYM = ".klp.sym."
@@ -127,6 +128,14 @@ def objname_problem(raw: str) -> str | None:
         return (f"object name '{raw}' has {len(name)} characters; the kernel allows at most "
                 f"{MODULE_NAME_LEN - 1} (MODULE_NAME_LEN)")
     return None
+
+
+def normalize_objname(raw: str) -> str:
+    """Check a klp object name the way the loader parses it (`%55[^.]`) and return it."""
+    problem = objname_problem(raw)
+    if problem is not None:
+        raise fail(problem)
+    return raw.strip()
 
 
 @lru_cache(maxsize=65536)

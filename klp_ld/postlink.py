@@ -22,20 +22,19 @@ SHF_GNU_MBIND; if neither does, the link fails instead of leaving a module that 
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from klp_ld.diag import Diagnostic, KlpLdError, error, note
 from klp_ld.elf.consts import SHF_ALLOC, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
+from klp_ld.elf.layout import RELA, RELA_SIZE
 from klp_ld.elf.model import ElfObject, Rela, Symbol
 from klp_ld.elf.read import read_elf
 from klp_ld.target import Target
 
 # include/elf/common.h (binutils): a GNU OS-specific flag whose sh_info objcopy keeps verbatim.
 SHF_GNU_MBIND = 0x01000000
-_RELA = struct.Struct("<QQq")
 _BTF_MODULES = "CONFIG_DEBUG_INFO_BTF_MODULES"
 
 
@@ -109,7 +108,7 @@ def klp_view(obj: ElfObject) -> tuple[KlpSectionView, ...]:
         else:
             target = obj.sections[sec.info].name if 0 < sec.info < len(obj.sections) else None
             raw = []
-            for offset, info, addend in _RELA.iter_unpack(sec.data[:len(sec.data) // 24 * 24]):
+            for offset, info, addend in RELA.iter_unpack(sec.data[:len(sec.data) // RELA_SIZE * RELA_SIZE]):
                 index = info >> 32
                 sym = symbols[index] if index < len(symbols) else None
                 name, shndx = _symbol_key(sym) if sym is not None else (f"#{index}", -1)
@@ -179,11 +178,11 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
     """
     notes: list[Diagnostic] = []
     for sec in obj.sections:
-        if (not sec.flags & SHF_RELA_LIVEPATCH or sec.type == SHT_RELA or sec.entsize != _RELA.size
-                or len(sec.data) % _RELA.size):
+        if (not sec.flags & SHF_RELA_LIVEPATCH or sec.type == SHT_RELA or sec.entsize != RELA_SIZE
+                or len(sec.data) % RELA_SIZE):
             continue
         relocs = []
-        for offset, info, addend in _RELA.iter_unpack(sec.data):
+        for offset, info, addend in RELA.iter_unpack(sec.data):
             index = info >> 32
             if index >= len(obj.symbols):
                 break

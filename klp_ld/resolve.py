@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 
 from klp_ld.annotations import Harvest
 from klp_ld.diag import Diagnostic, error, warning
-from klp_ld.discover import discover_available
 from klp_ld.elf.consts import STB_WEAK
 from klp_ld.elf.model import ElfObject
+from klp_ld.ksyms.cache import load_cached
+from klp_ld.ksyms.discover import discover_available
+from klp_ld.ksyms.index import SymbolIndex
+from klp_ld.ksyms.resolution import Resolved, SymbolProblem
+from klp_ld.ksyms.tables import Export, SourceKind
 from klp_ld.names import VMLINUX, Identity, parse_identity
-from klp_ld.symbols import Export, Resolved, SourceKind, SymbolIndex, SymbolProblem
-from klp_ld.symcache import load_cached
 from klp_ld.target import ExportPlan, Target, check_kernel_exports, plan_exports, unknown_exports_error
 
 

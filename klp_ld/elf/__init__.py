@@ -1,1 +1,2 @@
-"""The ELF object model, its reader and its writer."""
+"""ELF in layers: record layouts (`layout`), checked headers of any ELF64 file (`headers`), the
+object model (`model`) with its reader (`read`) and writer (`write`), and the constants (`consts`)."""

@@ -9,6 +9,8 @@ ELFMAG = b"\x7fELF"
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
 ET_REL = 1
+ET_EXEC = 2
+ET_DYN = 3
 EM_X86_64 = 62
 
 # Section types
@@ -44,17 +46,12 @@ SHN_XINDEX = 0xFFFF
 STB_LOCAL = 0
 STB_GLOBAL = 1
 STB_WEAK = 2
+STB_GNU_UNIQUE = 10
 STT_NOTYPE = 0
 STT_OBJECT = 1
 STT_FUNC = 2
 STT_SECTION = 3
 STT_FILE = 4
-
-# Sizes of the fixed ELF64 records
-EHDR_SIZE = 64
-SHDR_SIZE = 64
-SYM_SIZE = 24
-RELA_SIZE = 24
 
 # Kernel limits (include/linux/module.h, include/linux/kallsyms.h)
 MODULE_NAME_LEN = 56

@@ -2,8 +2,8 @@
 
 Sections, symbols and relocations refer to each other by object, never by index: indices are an
 artefact of one file layout, and every stage that adds or removes a section or symbol would
-otherwise have to renumber them. Only the writer (`klp_ld.elf.write`) turns references back into
-indices, so it is the one place that knows how a file is laid out.
+otherwise have to renumber them. The reader (`klp_ld.elf.read`) turns indices into references, and
+the writer (`klp_ld.elf.write`) numbers them again from the model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from klp_ld.elf.consts import (
     SHT_GROUP,
     SHT_NOBITS,
     SHT_RELA,
-    SHT_SYMTAB,
     STB_LOCAL,
     STT_FILE,
     STT_FUNC,
@@ -51,11 +50,6 @@ class Symbol:
     @property
     def is_local(self) -> bool:
         return self.bind == STB_LOCAL
-
-    @property
-    def shndx(self) -> int | Section:
-        """The section or the reserved index, for printing."""
-        return self.section if self.section is not None else self.special
 
     def display_name(self) -> str:
         """Section symbols have no name of their own; show the section's, as readelf and objdump do."""
@@ -220,18 +214,8 @@ class ElfObject:
             self.symbols = [s for s in self.symbols if id(s) not in dead]
         return users
 
-    def symtab_index_map(self) -> dict[int, int]:
-        """id(symbol) -> index in the order the writer will emit (locals first, otherwise stable)."""
-        ordered = ordered_symbols(self.symbols)
-        return {id(sym): i for i, sym in enumerate(ordered)}
-
 
 def ordered_symbols(symbols: list[Symbol]) -> list[Symbol]:
     """The ELF rule: the null symbol, then every local, then the rest, each group in its own order."""
     head, rest = symbols[:1], symbols[1:]
     return head + [s for s in rest if s.bind == STB_LOCAL] + [s for s in rest if s.bind != STB_LOCAL]
-
-
-def is_table_section(sec: Section) -> bool:
-    """Sections whose bytes the writer regenerates from the model."""
-    return sec.type in (SHT_SYMTAB, SHT_RELA, SHT_GROUP)

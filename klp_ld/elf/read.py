@@ -1,14 +1,14 @@
 """Read an x86_64 ET_REL object or `.ko` into the `klp_ld.elf.model` classes.
 
-Everything is unpacked with `struct`: headers and tables are fixed ELF64 records, and a general
-ELF library spends more on building its own objects than this whole read takes (pyelftools needs
-30-40 ms to import and about 1 s for the section headers of an object with 70,000 sections).
-Everything a corrupt file can get wrong becomes one `KlpLdError` naming the file, never a
-traceback; an exception of any other kind is a bug of klp-ld and is left to say so.
+Records are unpacked with `struct` (layouts in `klp_ld.elf.layout`, the headers through
+`klp_ld.elf.headers`): headers and tables are fixed ELF64 records, and a general ELF library spends
+more on building its own objects than this whole read takes (pyelftools needs 30-40 ms to import
+and about 1 s for the section headers of an object with 70,000 sections). Everything a corrupt
+file can get wrong becomes one `KlpLdError` naming the file, never a traceback; an exception of
+any other kind is a bug of klp-ld and is left to say so.
 
-More than 65,279 sections (`-ffunction-sections` code can have them) use the extended numbering
-of the ELF spec: the count and the section-name table index in section 0, and section indices of
-symbols in an SHT_SYMTAB_SHNDX table.
+From 65,280 sections on, the section indices of symbols that do not fit `st_shndx` are in an
+SHT_SYMTAB_SHNDX table.
 """
 
 from __future__ import annotations
@@ -18,33 +18,23 @@ from collections.abc import Callable
 
 from klp_ld.diag import fail
 from klp_ld.elf.consts import (
-    EHDR_SIZE,
-    ELFCLASS64,
-    ELFDATA2LSB,
     ELFMAG,
     EM_X86_64,
     ET_REL,
-    RELA_SIZE,
-    SHDR_SIZE,
     SHF_INFO_LINK,
     SHN_LORESERVE,
     SHN_UNDEF,
     SHN_XINDEX,
     SHT_GROUP,
     SHT_NOBITS,
-    SHT_NULL,
     SHT_REL,
     SHT_RELA,
     SHT_SYMTAB,
     SHT_SYMTAB_SHNDX,
-    SYM_SIZE,
 )
+from klp_ld.elf.headers import FileHeader, cstring, read_file_header, read_section_headers, section_bytes
+from klp_ld.elf.layout import RELA, RELA_SIZE, SYM, SYM_SIZE, WORD_SIZE, unpack_words
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
-
-_EHDR_TAIL = struct.Struct("<HHIQQQIHHHHHH")
-_SHDR = struct.Struct("<IIQQQQIIQQ")
-_SYM = struct.Struct("<IBBHQQ")
-_RELA = struct.Struct("<QQq")
 
 SectionAt = Callable[[int, str], Section]
 # Larger than any alignment a kernel object uses (page alignment is 4096); a corrupt value would
@@ -65,9 +55,13 @@ def read_elf_file(path: str, display: str | None = None) -> ElfObject:
 
 def read_elf(data: bytes, name: str) -> ElfObject:
     """Parse `data`; every malformation is reported as `klp-ld: error: NAME: reason`."""
-    _check_ident(data, name)
+    ehdr = read_file_header(data, name)
+    if ehdr.e_machine != EM_X86_64:
+        raise fail(f"unsupported machine {ehdr.e_machine} (only x86_64 is supported)", obj=name)
+    if ehdr.e_type != ET_REL:
+        raise fail(f"not a relocatable object (e_type {ehdr.e_type})", obj=name)
     try:
-        return _parse(data, name)
+        return _parse(data, ehdr, name)
     except (struct.error, IndexError, ValueError) as exc:
         # Each check below should catch a corruption first; these are what unpacking and slicing
         # raise for one that slipped through. Nothing else is caught: a bug must not pass for a
@@ -80,65 +74,15 @@ def _describe(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _check_ident(data: bytes, name: str) -> None:
-    if len(data) < EHDR_SIZE:
-        raise fail(f"file is truncated: {len(data)} bytes, shorter than an ELF header", obj=name)
-    if data[:4] != ELFMAG:
-        raise fail("not an ELF file", obj=name)
-    if data[4] != ELFCLASS64 or data[5] != ELFDATA2LSB:
-        raise fail("not a 64-bit little-endian ELF file", obj=name)
-    e_type, e_machine = struct.unpack_from("<HH", data, 16)
-    if e_machine != EM_X86_64:
-        raise fail(f"unsupported machine {e_machine} (only x86_64 is supported)", obj=name)
-    if e_type != ET_REL:
-        raise fail(f"not a relocatable object (e_type {e_type})", obj=name)
-
-
-def _section_headers(data: bytes, name: str) -> tuple[list[tuple[int, ...]], int, int]:
-    """(section headers, e_flags, index of the section-name table), extended numbering resolved."""
-    (_type, _machine, _version, _entry, _phoff, e_shoff, e_flags, _ehsize, _phentsize, _phnum,
-     e_shentsize, e_shnum, e_shstrndx) = _EHDR_TAIL.unpack_from(data, 16)
-    if e_shoff == 0:
-        raise fail("object has no section header table", obj=name)
-    if e_shentsize != SHDR_SIZE:
-        raise fail(f"section header size is {e_shentsize}, not {SHDR_SIZE}", obj=name)
-    if e_shoff + SHDR_SIZE > len(data):
-        raise fail(f"section header table at {e_shoff:#x} runs past the end of the file", obj=name)
-    first = _SHDR.unpack_from(data, e_shoff)
-    nsec = e_shnum if e_shnum else first[5]  # 65,280 sections or more: sh_size of section 0
-    if nsec == 0:
-        raise fail("object has no section header table", obj=name)
-    if e_shoff + nsec * SHDR_SIZE > len(data):
-        raise fail(f"section header table at {e_shoff:#x} ({nsec} sections) runs past the end of the "
-                   "file", obj=name)
-    if first[1] != SHT_NULL:
-        raise fail("section header 0 is not the null section", obj=name)
-    shstrndx = first[6] if e_shstrndx == SHN_XINDEX else e_shstrndx  # then in sh_link of section 0
-    if shstrndx >= nsec:
-        raise fail(f"the section name table is section {shstrndx}, but there are {nsec} sections",
-                   obj=name)
-    headers = [_SHDR.unpack_from(data, e_shoff + i * SHDR_SIZE) for i in range(nsec)]
-    return headers, e_flags, shstrndx
-
-
-def _body(data: bytes, sh: tuple[int, ...], what: str, name: str) -> bytes:
-    sh_type, start, size = sh[1], sh[4], sh[5]
-    if sh_type in (SHT_NOBITS, SHT_NULL):
-        return b""
-    if start + size > len(data):
-        raise fail(f"section {what} ({size:#x} bytes at {start:#x}) runs past the end of the file "
-                   f"({len(data):#x} bytes)", obj=name)
-    return data[start:start + size]
-
-
-def _parse(data: bytes, name: str) -> ElfObject:
-    headers, e_flags, shstrndx = _section_headers(data, name)
+def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
+    headers, shstrndx = read_section_headers(data, ehdr, name)
     nsec = len(headers)
-    names = _body(data, headers[shstrndx], f"{shstrndx} (section names)", name) if shstrndx else b""
+    names = section_bytes(data, headers[shstrndx], f"{shstrndx} (section names)", name) if shstrndx else b""
     sections: list[Section] = []
-    for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, _link, sh_info, sh_addralign,
+    links: list[int] = []
+    for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_addralign,
             sh_entsize) in enumerate(headers):
-        sec_name = _cstring(names, sh_name) if i and shstrndx else ""
+        sec_name = cstring(names, sh_name) if i and shstrndx else ""
         if sec_name is None:
             raise fail(f"section {i} has a name offset {sh_name:#x} outside the section name table",
                        obj=name)
@@ -148,18 +92,19 @@ def _parse(data: bytes, name: str) -> ElfObject:
             raise fail(f"section {sec_name} has an implausible alignment {sh_addralign:#x}", obj=name)
         sections.append(Section(
             name=sec_name, type=sh_type, flags=sh_flags, addr=sh_addr, addralign=sh_addralign,
-            entsize=sh_entsize, data=_body(data, headers[i], sec_name, name),
+            entsize=sh_entsize, data=section_bytes(data, headers[i], sec_name, name),
             nobits_size=sh_size if sh_type == SHT_NOBITS else 0, info=sh_info, file_offset=sh_offset,
             name_offset=sh_name))
+        links.append(sh_link)
 
     def section_at(index: int, what: str) -> Section:
         if not 0 < index < nsec:
             raise fail(f"{what} names section index {index}, but there are {nsec} sections", obj=name)
         return sections[index]
 
-    for i, sh in enumerate(headers):
-        if i and sh[6]:
-            sections[i].link = section_at(sh[6], f"section {sections[i].name} sh_link")
+    for i in range(1, nsec):
+        if links[i]:
+            sections[i].link = section_at(links[i], f"section {sections[i].name} sh_link")
 
     symtabs = [s for s in sections if s.type == SHT_SYMTAB]
     if len(symtabs) > 1:
@@ -181,9 +126,8 @@ def _parse(data: bytes, name: str) -> ElfObject:
             _read_group(sec, symbols, name, section_at)
 
     return ElfObject(
-        path=name, e_type=ET_REL,
-        e_machine=EM_X86_64, e_version=struct.unpack_from("<I", data, 20)[0],
-        e_flags=e_flags, e_ident_tail=data[4:16], sections=sections, symbols=symbols,
+        path=name, e_type=ET_REL, e_machine=EM_X86_64, e_version=ehdr.e_version, e_flags=ehdr.e_flags,
+        e_ident_tail=ehdr.e_ident[len(ELFMAG):], sections=sections, symbols=symbols,
         symtab=symtab, strtab_original=strtab_bytes, shstrtab=sections[shstrndx] if shstrndx else None)
 
 
@@ -200,21 +144,12 @@ def _extended_indices(sections: list[Section], symtab: Section, name: str) -> tu
     table = tables[0]
     if table.link is not symtab:
         raise fail(f"{table.name}: sh_link does not name the symbol table", obj=name)
-    if len(table.data) != len(symtab.data) // SYM_SIZE * 4:
+    if len(table.data) != len(symtab.data) // SYM_SIZE * WORD_SIZE:
         raise fail(f"{table.name}: {len(table.data):#x} bytes for {len(symtab.data) // SYM_SIZE} "
                    "symbols, expected 4 per symbol", obj=name)
-    words = struct.unpack(f"<{len(table.data) // 4}I", table.data)
+    words = unpack_words(table.data)
     table.data = b""
     return words
-
-
-def _cstring(table: bytes, offset: int) -> str | None:
-    if offset >= len(table):
-        return None
-    end = table.find(b"\0", offset)
-    if end < 0:
-        return None
-    return table[offset:end].decode("utf-8", "surrogateescape")
 
 
 def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], extended: tuple[int, ...] | None,
@@ -224,8 +159,8 @@ def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], exten
     symbols: list[Symbol] = []
     nsec = len(sections)
     for index, (st_name, st_info, st_other, st_shndx, st_value, st_size) in enumerate(
-            _SYM.iter_unpack(symtab.data)):
-        sym_name = _cstring(strtab, st_name)
+            SYM.iter_unpack(symtab.data)):
+        sym_name = cstring(strtab, st_name)
         if sym_name is None:
             raise fail(f"symbol {index} has a name offset {st_name:#x} outside .strtab", obj=name)
         section: Section | None = None
@@ -264,7 +199,7 @@ def _read_relocs(sec: Section, symbols: list[Symbol], sections: list[Section], n
     nsym = len(symbols)
     relocs: list[Rela] = []
     append = relocs.append
-    for r_offset, r_info, r_addend in _RELA.iter_unpack(sec.data):
+    for r_offset, r_info, r_addend in RELA.iter_unpack(sec.data):
         sym_index = r_info >> 32
         if sym_index >= nsym:
             raise fail(f"relocation at {r_offset:#x} uses symbol index {sym_index}, but .symtab has "
@@ -278,9 +213,9 @@ def _read_relocs(sec: Section, symbols: list[Symbol], sections: list[Section], n
 
 
 def _read_group(sec: Section, symbols: list[Symbol], name: str, section_at: SectionAt) -> None:
-    if len(sec.data) % 4 or not sec.data:
+    if len(sec.data) % WORD_SIZE or not sec.data:
         raise fail(f"group section {sec.name} has a size that is not a multiple of 4", obj=name)
-    words = list(struct.unpack(f"<{len(sec.data) // 4}I", sec.data))
+    words = unpack_words(sec.data)
     sec.group_flags = words[0]
     sec.members = [section_at(w, f"group {sec.name}") for w in words[1:]]
     if not 0 < sec.info < len(symbols):

@@ -81,11 +81,11 @@ def test_every_truncation_fails_cleanly(seeds: Seeds, name: str) -> None:
 @settings(deadline=None, max_examples=150)
 @given(rnd=st.randoms(use_true_random=False), which=st.integers(0, 100))
 def test_modules_as_symbol_sources_fail_cleanly(seeds: Seeds, rnd: random.Random, which: int) -> None:
-    """A mutated `.ko` (plain, xz or gzip) given as --klp-symbols is parsed by klp_ld.symbols."""
+    """A mutated `.ko` (plain, xz or gzip) given as --klp-symbols is parsed by klp_ld.ksyms."""
     import gzip
     import lzma
 
-    from klp_ld.symbols import parse_source
+    from klp_ld.ksyms.load import parse_source
 
     pool = {**seeds.final, **seeds.converted}
     name = sorted(pool)[which % len(pool)]
@@ -103,7 +103,7 @@ def test_modules_as_symbol_sources_fail_cleanly(seeds: Seeds, rnd: random.Random
 
 
 # ---------------------------------------------------------------------------------------------
-# The text parsers of klp_ld.symbols: random lines among real ones
+# The text parsers of klp_ld.ksyms.text: random lines among real ones
 
 
 def _sample_lines() -> dict[str, list[str]]:
@@ -120,15 +120,15 @@ SAMPLES = _sample_lines()
 
 
 def _parse(fmt: str, text: str) -> object:
-    from klp_ld import symbols
+    from klp_ld.ksyms import text as parsers
 
     if fmt == "kallsyms":
-        return symbols.parse_kallsyms(text, "kallsyms")
+        return parsers.parse_kallsyms(text, "kallsyms")
     if fmt == "system-map":
-        return symbols.parse_system_map(text, "System.map")
+        return parsers.parse_system_map(text, "System.map")
     if fmt == "symbols-list":
-        return symbols.parse_symbols_list(text, "Symbols.list")
-    return symbols.parse_module_symvers(text, "Module.symvers")
+        return parsers.parse_symbols_list(text, "Symbols.list")
+    return parsers.parse_module_symvers(text, "Module.symvers")
 
 
 @st.composite
@@ -169,7 +169,8 @@ def test_symbol_source_text_fails_cleanly(source: tuple[str, str]) -> None:
                              "x.ko", "x.ko.xz")))
 def test_any_bytes_as_a_symbol_source_fail_cleanly(data: bytes, name: str) -> None:
     """Format detection and the parser it picks, on anything a user may point --klp-symbols at."""
-    from klp_ld.symbols import SymbolIndex, parse_source
+    from klp_ld.ksyms.index import SymbolIndex
+    from klp_ld.ksyms.load import parse_source
 
     def load(d: bytes, n: str) -> None:
         source = parse_source(d, n)

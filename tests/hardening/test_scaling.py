@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from klp_ld.symbols import ObjectTable, SourceKind
+from klp_ld.ksyms.tables import ObjectTable, SourceKind
 
 
 def test_many_lookups_in_a_large_table_stay_fast() -> None:

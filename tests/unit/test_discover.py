@@ -1,4 +1,4 @@
-"""Finding symbol sources for the headers' release (klp_ld.discover; the cache is in test_symcache).
+"""Finding symbol sources for the headers' release (klp_ld.ksyms.discover; the cache is in test_symcache).
 
 Every test builds a fake system tree under tmp_path and points KLP_LD_TEST_ROOT at it, so
 nothing here reads the real /proc, /boot or /lib/modules.
@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 
 from klp_ld.diag import KlpLdError
-from klp_ld.discover import (
-    TEST_ROOT_ENV,
-    Discovery,
-    discover,
-    print_sources,
-)
-from klp_ld.symbols import VMLINUX, Resolved, SymbolProblem
+from klp_ld.ksyms.discover import Discovery, discover, print_sources
+from klp_ld.ksyms.resolution import Resolved, SymbolProblem
+from klp_ld.ksyms.system import TEST_ROOT_ENV
+from klp_ld.names import VMLINUX
 from klp_ld.target import kernel_release
 
 DATA = Path(__file__).resolve().parents[2] / "testdata" / "symbols"

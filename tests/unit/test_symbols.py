@@ -1,4 +1,4 @@
-"""Symbol sources and the kernel's sympos algorithm (klp_ld.symbols).
+"""Symbol sources and the kernel's sympos algorithm (klp_ld.ksyms).
 
 Text fixtures live in testdata/symbols/; ELF fixtures are built here with gcc and ld from the
 sources next to them, so positions can be checked against `nm -n` and readelf's `.symtab` order.
@@ -24,26 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from klp_ld.diag import KlpLdError
-from klp_ld.symbols import (
-    VMLINUX,
-    Export,
-    ObjectTable,
-    Resolved,
-    SourceKind,
-    SymbolIndex,
-    SymbolProblem,
-    SymbolSource,
-    detect_format,
-    load_source,
-    normalize_objname,
-    parse_kallsyms,
-    parse_module_symvers,
-    parse_source,
-    parse_symbols_list,
-    parse_system_map,
-    parse_vmlinux,
-    read_source_bytes,
-)
+from klp_ld.ksyms.detect import detect_format
+from klp_ld.ksyms.index import SymbolIndex
+from klp_ld.ksyms.load import load_source, parse_source, read_source_bytes
+from klp_ld.ksyms.resolution import Resolved, SymbolProblem
+from klp_ld.ksyms.symtab import parse_vmlinux
+from klp_ld.ksyms.tables import Export, ObjectTable, SourceKind, SymbolSource
+from klp_ld.ksyms.text import parse_kallsyms, parse_module_symvers, parse_symbols_list, parse_system_map
+from klp_ld.names import VMLINUX, normalize_objname
 
 from .conftest import WRAPPER, Toolchain
 

@@ -1,4 +1,4 @@
-"""The symbol cache (klp_ld.symcache): faster on a hit, never a different answer.
+"""The symbol cache (klp_ld.ksyms.cache): faster on a hit, never a different answer.
 
 Every test points XDG_CACHE_HOME at its own directory. A `Counter` stands in for the parser to
 tell a hit (no parse) from a miss.
@@ -21,22 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import klp_ld
-import klp_ld.symcache as symcache
+import klp_ld.ksyms.cache as symcache
 from klp_ld.diag import KlpLdError
-from klp_ld.discover import TEST_ROOT_ENV
-from klp_ld.symbols import (
-    VMLINUX,
-    Export,
-    ObjectTable,
-    Resolved,
-    SourceKind,
-    SymbolIndex,
-    SymbolSource,
-    load_source,
-    parse_source,
-    read_source_bytes,
-)
-from klp_ld.symcache import cache_dir, decode_entry, encode_entry, entry_key, entry_name, load_cached
+from klp_ld.ksyms.cache import cache_dir, decode_entry, encode_entry, entry_key, entry_name, load_cached
+from klp_ld.ksyms.index import SymbolIndex
+from klp_ld.ksyms.load import load_source, parse_source, read_source_bytes
+from klp_ld.ksyms.resolution import Resolved
+from klp_ld.ksyms.system import TEST_ROOT_ENV
+from klp_ld.ksyms.tables import Export, ObjectTable, SourceKind, SymbolSource
+from klp_ld.names import VMLINUX
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "testdata" / "symbols"
@@ -452,8 +445,8 @@ def _timed(action: object) -> float:
 
 PARALLEL = r"""
 import sys
-from klp_ld.symcache import load_cached
-from klp_ld.symbols import load_source
+from klp_ld.ksyms.cache import load_cached
+from klp_ld.ksyms.load import load_source
 fresh = load_source(sys.argv[1])
 for _ in range(6):
     assert load_cached(sys.argv[1]) == fresh

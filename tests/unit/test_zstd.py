@@ -22,8 +22,11 @@ from typing import Any
 import pytest
 
 from klp_ld.diag import KlpLdError
-from klp_ld.discover import discover
-from klp_ld.symbols import VMLINUX, SourceKind, SymbolSource, decompress, load_source
+from klp_ld.ksyms.decompress import decompress
+from klp_ld.ksyms.discover import discover
+from klp_ld.ksyms.load import load_source
+from klp_ld.ksyms.tables import SourceKind, SymbolSource
+from klp_ld.names import VMLINUX
 
 from .test_discover import KALLSYMS, RELEASE, Tree, build_module
 
@@ -196,7 +199,7 @@ def test_without_any_zstd_library_the_error_says_what_to_install(monkeypatch: py
 
 LAZY = r"""
 import sys
-from klp_ld.symbols import load_source
+from klp_ld.ksyms.load import load_source
 load_source(sys.argv[1])
 print(any(m in sys.modules for m in ("zstandard", "compression.zstd")))
 load_source(sys.argv[2])

@@ -29,15 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import klp_ld
-from klp_ld.symbols import (
-    MAX_SOURCE_BYTES,
-    Export,
-    ObjectTable,
-    SourceKind,
-    SymbolSource,
-    parse_source,
-    read_source_bytes,
-)
+from klp_ld.ksyms.decompress import MAX_SOURCE_BYTES
+from klp_ld.ksyms.load import parse_source, read_source_bytes
+from klp_ld.ksyms.tables import Export, ObjectTable, SourceKind, SymbolSource
 
 # Bump whenever the entry layout changes; parser changes are covered by the code digest in the key.
 CACHE_FORMAT = 3

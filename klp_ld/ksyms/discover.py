@@ -1,18 +1,14 @@
-"""Find the target kernel's symbol sources without being told, and cache what they say.
+"""Find the symbol sources of the kernel a module is built for, without being told.
 
-The target's headers directory (see `klp_ld.target`) names the kernel the module is built for.
-Positions are only right when counted against that kernel, so
-every source found here is for that release, each records why it was chosen (for `--dry-run`
-and `--klp-print-sources`), and a source that belongs to another kernel is an error naming both
-releases, never a silent fallback. When nothing is found, the error lists every place looked at
-and why each did not do.
+The target's headers directory (see `klp_ld.target`) names the release, and positions are only
+right when counted against that kernel. So every source found here is for that release, each
+records why it was chosen (for `--dry-run` and `--klp-print-sources`), and a source that belongs
+to another kernel is an error naming both releases, never a silent fallback. When nothing is
+found, the error lists every place looked at and why each did not do.
 
-The search roots (`/proc`, `/boot`, `/lib/modules`, `/usr/lib/debug`) can be moved under a fake
-tree for tests through the `KLP_LD_TEST_ROOT` environment variable only: an option would invite
-users to point a build at the wrong kernel.
-
-Parsed tables come through `klp_ld.symcache`, so a `make -j` of many modules parses a 100k-line
-System.map once; a cached parse is used only for the very bytes it was made from.
+Where to look comes from `klp_ld.ksyms.system` (the machine, or a test's fake root); every file
+is read through `klp_ld.ksyms.cache`, so a `make -j` of many modules parses a 100k-line
+System.map once.
 """
 
 from __future__ import annotations
@@ -23,18 +19,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from klp_ld.diag import Diagnostic, KlpLdError, error, fail
-from klp_ld.symbols import (
-    VMLINUX,
-    SourceKind,
-    SymbolIndex,
-    SymbolSource,
-    normalize_objname,
+from klp_ld.ksyms.cache import load_cached
+from klp_ld.ksyms.index import SymbolIndex
+from klp_ld.ksyms.system import (
+    builtin_modules,
+    installed_modules,
+    is_live_kallsyms,
+    loaded_modules,
+    running_release,
+    system_path,
 )
-from klp_ld.symcache import load_cached
+from klp_ld.ksyms.tables import SourceKind, SymbolSource
+from klp_ld.names import VMLINUX, normalize_objname
 from klp_ld.target import kernel_release, release_file
 
-TEST_ROOT_ENV = "KLP_LD_TEST_ROOT"
-_MODULE_EXTS = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 _RELEASE_IN_NAME = re.compile(r"^(?:System\.map|vmlinux|vmlinuz)-(.+)$")
 _RELEASE_IN_DIR = re.compile(r"/lib/modules/([^/]+)/")
 
@@ -83,41 +81,6 @@ class Discovery:
         return [head, *(f.describe() for f in self.found)]
 
 
-# ---------------------------------------------------------------------------------------------
-# Environment
-
-
-def _root() -> str:
-    """Prefix for the system paths searched; empty except in tests."""
-    return os.environ.get(TEST_ROOT_ENV, "").rstrip("/")
-
-
-def _sys(path: str) -> str:
-    return _root() + path
-
-
-def running_release() -> str | None:
-    """`uname -r`, read from /proc so that tests can fake it along with the rest of /proc."""
-    try:
-        with open(_sys("/proc/sys/kernel/osrelease"), encoding="utf-8") as f:
-            return f.read().strip() or None
-    except OSError:
-        return None if _root() else os.uname().release
-
-
-def loaded_modules() -> frozenset[str]:
-    """Names of the modules loaded in the running kernel (first column of /proc/modules)."""
-    try:
-        with open(_sys("/proc/modules"), encoding="utf-8", errors="replace") as f:
-            return frozenset(line.split(None, 1)[0] for line in f if line.strip())
-    except OSError:
-        return frozenset()
-
-
-# ---------------------------------------------------------------------------------------------
-# Discovery
-
-
 @dataclass(frozen=True, slots=True)
 class _Search:
     """What one discovery run found and what it looked at in vain."""
@@ -135,18 +98,11 @@ def _release_from_path(path: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_live_kallsyms(path: str) -> bool:
-    try:
-        return os.path.realpath(path) == os.path.realpath(_sys("/proc/kallsyms"))
-    except OSError:
-        return False
-
-
 def _check_release(path: str, src: SymbolSource, release: str | None, running: str | None) -> None:
     """A source for another kernel would give positions of another kernel: refuse it, loudly."""
     if release is None:
         return
-    if _is_live_kallsyms(path):
+    if is_live_kallsyms(path):
         if running is not None and running != release:
             raise fail(f"this is the running kernel's symbol table, and the running kernel is "
                        f"{running}, but the headers build for {release}", obj=path)
@@ -160,7 +116,7 @@ def _check_release(path: str, src: SymbolSource, release: str | None, running: s
 
 def _live_kallsyms(use_cache: bool) -> tuple[SymbolSource | None, str]:
     """/proc/kallsyms if it shows real addresses, else why not."""
-    path = _sys("/proc/kallsyms")
+    path = system_path("/proc/kallsyms")
     if not os.path.exists(path):
         return None, f"{path}: not found"
     try:
@@ -186,7 +142,7 @@ def _try_file(path: str, kind: SourceKind | None, use_cache: bool) -> tuple[Symb
 def _vmlinux_source(headers_dir: str, release: str, running: str | None, live: SymbolSource | None,
                     live_why: str, use_cache: bool) -> tuple[FoundSource | None, list[str]]:
     looked: list[str] = []
-    kallsyms = _sys("/proc/kallsyms")
+    kallsyms = system_path("/proc/kallsyms")
     if running != release:
         looked.append(f"{kallsyms}: the running kernel is {running or 'unknown'}, not {release}")
     elif live is None:
@@ -196,13 +152,13 @@ def _vmlinux_source(headers_dir: str, release: str, running: str | None, live: S
                            f"the running kernel is {release} and its addresses are readable",
                            live), looked
     candidates: list[tuple[str, SourceKind | None, str]] = [
-        (_sys(f"/boot/System.map-{release}"), SourceKind.SYSTEM_MAP, "the System.map installed for"),
-        (_sys(f"/usr/lib/debug/boot/System.map-{release}"), SourceKind.SYSTEM_MAP,
+        (system_path(f"/boot/System.map-{release}"), SourceKind.SYSTEM_MAP, "the System.map installed for"),
+        (system_path(f"/usr/lib/debug/boot/System.map-{release}"), SourceKind.SYSTEM_MAP,
          "the debug package's System.map for"),
         (os.path.join(headers_dir, "vmlinux"), SourceKind.VMLINUX, "the vmlinux in the headers of"),
-        (_sys(f"/usr/lib/debug/boot/vmlinux-{release}"), SourceKind.VMLINUX,
+        (system_path(f"/usr/lib/debug/boot/vmlinux-{release}"), SourceKind.VMLINUX,
          "the debug vmlinux for"),
-        (_sys(f"/usr/lib/debug/lib/modules/{release}/vmlinux"), SourceKind.VMLINUX,
+        (system_path(f"/usr/lib/debug/lib/modules/{release}/vmlinux"), SourceKind.VMLINUX,
          "the debug vmlinux for"),
     ]
     for path, kind, why in candidates:
@@ -211,59 +167,6 @@ def _vmlinux_source(headers_dir: str, release: str, running: str | None, live: S
             return FoundSource(path, src.kind, (VMLINUX,), "primary", f"{why} {release}", src), looked
         looked.append(failure)
     return None, looked
-
-
-def _module_files(release: str) -> dict[str, list[str]]:
-    """objname -> module files of this release, the one modprobe would load first.
-
-    modules.dep lists exactly the file depmod chose for each name; without it, a walk ranks
-    `updates/` over `kernel/` over the rest, as depmod's default search order does.
-    """
-    base = _sys(f"/lib/modules/{release}")
-    found: dict[str, list[str]] = {}
-    dep = os.path.join(base, "modules.dep")
-    try:
-        with open(dep, encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                rel = line.split(":", 1)[0].strip()
-                if rel.endswith(_MODULE_EXTS):
-                    path = rel if os.path.isabs(rel) else os.path.join(base, rel)
-                    found.setdefault(_objname(rel), []).append(path)
-        if found:
-            return found
-    except OSError:
-        pass
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            if fn.endswith(_MODULE_EXTS):
-                found.setdefault(_objname(fn), []).append(os.path.join(dirpath, fn))
-
-    def rank(path: str) -> tuple[int, str]:
-        rel = os.path.relpath(path, base)
-        return (0 if rel.startswith("updates/") else 1 if rel.startswith("kernel/") else 2, rel)
-
-    for paths in found.values():
-        paths.sort(key=rank)
-    return found
-
-
-def _objname(path: str) -> str:
-    base = os.path.basename(path)
-    for ext in sorted(_MODULE_EXTS, key=len, reverse=True):
-        if base.endswith(ext):
-            base = base[: -len(ext)]
-            break
-    return base.replace("-", "_")
-
-
-def _builtin_modules(release: str) -> frozenset[str]:
-    try:
-        with open(_sys(f"/lib/modules/{release}/modules.builtin"), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            return frozenset(_objname(line.strip()) for line in f if line.strip())
-    except OSError:
-        return frozenset()
 
 
 def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
@@ -314,8 +217,8 @@ def _search(headers_dir: str, objnames: Sequence[str], explicit: Sequence[str],
 
     modules = [o for o in missing if o != VMLINUX]
     if modules:
-        files = _module_files(release)
-        builtin = _builtin_modules(release)
+        files = installed_modules(release)
+        builtin = builtin_modules(release)
         loaded = loaded_modules() if running == release else frozenset()
         for obj in modules:
             problems = _find_module(obj, release, files, builtin, loaded, live, running, use_cache, found)
@@ -329,7 +232,7 @@ def _find_module(obj: str, release: str, files: dict[str, list[str]], builtin: f
                  loaded: frozenset[str], live: SymbolSource | None, running: str | None,
                  use_cache: bool, found: list[FoundSource]) -> list[Diagnostic]:
     """Add the sources for one module to `found`; return the errors (none when found)."""
-    base = _sys(f"/lib/modules/{release}")
+    base = system_path(f"/lib/modules/{release}")
     if obj in builtin:
         return [error(f"{obj} is built into vmlinux in {release} (listed in {base}/modules.builtin): "
                       f"use vmlinux as its object", code="builtin-module")]
