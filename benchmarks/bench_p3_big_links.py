@@ -12,8 +12,8 @@ links do, through klp-ld (with --klp-symbols= the 6.1 kallsyms dump of the kerne
     LD -m elf_x86_64 -z noexecstack -r -o big.o @big.mod
     LD -r -m elf_x86_64 -z noexecstack --build-id=sha1 -T module.lds -o big.ko big.o modinfo.o
 
-Goal: klp-ld <= 10x plain ld. --profile runs both klp-ld links once under cProfile and prints where
-the time goes.
+Goal: klp-ld <= 10x plain ld. Also prints the peak RSS of one link. --profile runs both klp-ld
+links once under cProfile and prints where the time goes.
 """
 
 from __future__ import annotations
@@ -123,6 +123,9 @@ def main() -> int:
         report("P3 partial + final link", {**times, **steps},
                [("klp-ld (partial + final)", "ld (partial + final)"), ("klp-ld partial", "ld partial"),
                 ("klp-ld final", "ld final")])
+        klp_rss, ld_rss = peak_rss_mib(obj_dir, klp_opts), peak_rss_mib(obj_dir, [], ["ld"])
+        print(f"  peak RSS of one link (the larger of partial and final): klp-ld {klp_rss:.1f} MiB, "
+              f"plain ld {ld_rss:.1f} MiB", flush=True)
         check = subprocess.run([str(WRAPPER), "check", "big.ko", f"--klp-symbols={kallsyms}"], cwd=obj_dir,
                                env=env, capture_output=True, text=True, check=False)
         print(f"  klp-ld check big.ko: status {check.returncode}: {check.stdout.strip().splitlines()[-1]}")
@@ -135,6 +138,19 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def peak_rss_mib(obj_dir: Path, options: list[str], exe: list[str] | None = None) -> float:
+    """The largest maximum resident set of the partial and the final link, each in a child process of
+    its own (a helper that runs it, so that the children's ru_maxrss is that link's alone)."""
+    peaks = []
+    for argv in link_commands(options):
+        code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+                "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([PYTHON, "-c", code, *(exe or [str(WRAPPER)]), *argv], cwd=obj_dir,
+                             env=klp_env(), capture_output=True, text=True, check=True)
+        peaks.append(int(out.stdout) / 1024)   # ru_maxrss is in KiB on Linux
+    return max(peaks)
 
 
 def symbol_loading_ms(obj_dir: Path, kallsyms: Path, runs: int) -> float:

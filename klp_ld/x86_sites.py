@@ -15,16 +15,20 @@ wherever ``r_offset`` says and only complains when the old bytes are not zero.  
 Instruction boundaries come from capstone.  A sweep may only start at a known instruction start (a
 function symbol, the end of a function, or a section start): started anywhere else, x86's variable-length
 encoding mis-decodes for dozens of bytes.  The sweep uses ``disasm_lite`` (fast, no detail); only the
-instruction holding a site is decoded again with detail.
+instruction holding a site is decoded again with detail, and only once per distinct instruction: the
+fields of an instruction depend on its bytes alone (relocation fields are still zero in an object), so
+10,000 identical ``call``/``lea`` sites cost one detailed decode, and their text (which names an absolute
+branch target) comes from the sweep at each one's own address.
 
 Everything here is a pure function of the bytes and lists it is given: no ELF parsing, no file access, no
-caches that outlive a call.  capstone is imported on first use, so ``import klp_ld`` stays cheap.
+caches that outlive a call.  capstone is imported only when a text site needs decoding, so neither
+``import klp_ld`` nor a link without text sites pays for it.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, Union
@@ -183,12 +187,13 @@ class _Insn(NamedTuple):
 
 
 class _Sweep(NamedTuple):
-    """Instruction starts and sizes of one range, and where decoding stopped (== end when complete)."""
+    """Instructions of one range (starts, sizes, text), and where decoding stopped (== end when complete)."""
 
     start: int
     end: int
     starts: list[int]
     sizes: list[int]
+    texts: list[tuple[str, str]]
     reached: int
 
 
@@ -253,12 +258,37 @@ def _segments(size: int, funcs: Iterable[FuncRange]) -> list[int]:
 def _sweep(cs: _Capstone, code: bytes, start: int, end: int) -> _Sweep:
     starts: list[int] = []
     sizes: list[int] = []
+    texts: list[tuple[str, str]] = []
     reached = start
-    for addr, size, _mn, _ops in cs.lite.disasm_lite(code[start:end], start):
+    for addr, size, mnemonic, op_str in cs.lite.disasm_lite(code[start:end], start):
         starts.append(addr)
         sizes.append(size)
+        texts.append((mnemonic, op_str))
         reached = addr + size
-    return _Sweep(start, end, starts, sizes, reached)
+    return _Sweep(start, end, starts, sizes, texts, reached)
+
+
+#: Detailed decodes of one call, by the instruction's bytes (exactly the size the sweep found).  Only
+#: decodes whose size and text agree with the sweep are kept: then every other instruction with the same
+#: bytes has the same fields, and the sweep's text at its address is the text capstone would print there.
+_Shapes = dict[bytes, _Insn]
+
+
+def _decode_at(cs: _Capstone, code: bytes, sweep: _Sweep, i: int, shapes: _Shapes) -> _Insn | None:
+    """The detailed decode of the sweep's i-th instruction, reusing one of identical bytes elsewhere."""
+    addr = sweep.starts[i]
+    size = sweep.sizes[i]
+    raw = code[addr : addr + size]
+    known = shapes.get(raw)
+    if known is not None:
+        if known.addr == addr:
+            return known
+        mnemonic, op_str = sweep.texts[i]
+        return known._replace(addr=addr, mnemonic=mnemonic, op_str=op_str)
+    insn = _decode(cs, code, addr)
+    if insn is not None and insn.size == size and (insn.mnemonic, insn.op_str) == sweep.texts[i]:
+        shapes[raw] = insn
+    return insn
 
 
 def _decode(cs: _Capstone, code: bytes, addr: int) -> _Insn | None:
@@ -354,16 +384,22 @@ def _tail_reason(insn: _Insn, field_end: int) -> str:
     return f"{_plural(trailing, 'byte')} follow the field"
 
 
-def _pc_problem(site: RelocSite, insn: _Insn, rel: int, width: int, desc: str) -> tuple[int, str | None]:
+def _pc_problem(
+    site: RelocSite, insn: _Insn, rel: int, width: int, describe: Callable[[], str]
+) -> tuple[int, str | None]:
     """Check the addend of a PC-relative field the CPU really adds to RIP; return (symbol offset, error)."""
     tail = insn.size - rel
     implied = site.addend + tail
     sym = site.symbol
     target = f"{sym}{implied:+#x}" if implied else sym
-    reason = _tail_reason(insn, rel + width)
     if insn.rel_branch:
         if implied == 0 or (site.symbol_is_section and implied >= 0):
             return implied, None
+    elif implied >= 0 and not (site.symbol_size > 0 and implied >= site.symbol_size):
+        return implied, None
+    reason = _tail_reason(insn, rel + width)
+    desc = describe()
+    if insn.rel_branch:
         where = "before the symbol" if implied < 0 else f"{implied:#x} bytes into it"
         return implied, (
             f"branch target is {target} ({where}), not {sym} itself: addend {-tail} expected for "
@@ -391,10 +427,11 @@ def _check_one(
     site: RelocSite,
     sweep: _Sweep,
     decoded: dict[int, _Insn | None],
+    shapes: _Shapes,
 ) -> SiteCheck:
     off = site.offset
     r_type = site.r_type
-    width = RELOC_WIDTH[RX86(r_type)]
+    width = RELOC_WIDTH[r_type]  # an IntEnum key is found by its int
 
     def fail(message: str, insn: _Insn | None = None) -> SiteCheck:
         problem = SiteProblem(off, r_type, site.symbol, message, Severity.ERROR, section)
@@ -409,7 +446,7 @@ def _check_one(
         return fail(_stop_reason(cs, code, section, sweep, off))
     addr = sweep.starts[i]
     if addr not in decoded:
-        decoded[addr] = _decode(cs, code, addr)
+        decoded[addr] = _decode_at(cs, code, sweep, i, shapes)
     insn = decoded[addr]
     if insn is None or insn.size != sweep.sizes[i]:
         raw = code[addr : addr + sweep.sizes[i]]
@@ -417,8 +454,8 @@ def _check_one(
             f"decode failure: capstone decodes the instruction ({_hex(raw)}) at {section}+{addr:#x} "
             "differently with detail on; the site cannot be verified"
         )
-    desc = _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
     if insn.is_nop:
+        desc = _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
         return fail(f"site is inside a NOP, {desc}: nothing reads this field", insn)
     rel = off - addr
     field: Field
@@ -429,8 +466,14 @@ def _check_one(
         field, have = "imm", insn.imm_size
         kind = "immediate"
     else:
+        desc = _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
         return fail(_field_problem(insn, rel, desc), insn)
+
+    def describe() -> str:
+        return _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+
     if have != width:
+        desc = describe()
         return fail(
             f"{reloc_name(r_type)} writes {_plural(width, 'byte')} but the {kind} of {desc} is "
             f"{_plural(have, 'byte')} wide",
@@ -443,8 +486,9 @@ def _check_one(
     severity = Severity.ERROR
     if r_type in PC_RELATIVE:
         if pc_field:
-            target, message = _pc_problem(site, insn, rel, width, desc)
+            target, message = _pc_problem(site, insn, rel, width, describe)
         else:
+            desc = describe()
             what = "displacement (not RIP-relative)" if field == "disp" else "immediate"
             message = (
                 f"PC-relative {reloc_name(r_type)} on the {what} of {desc}: the CPU does not add RIP to "
@@ -452,6 +496,7 @@ def _check_one(
             )
             severity = Severity.WARNING
     elif pc_field:
+        desc = describe()
         what = "RIP-relative displacement" if field == "disp" else "relative branch offset"
         message = (
             f"absolute {reloc_name(r_type)} on the {what} of {desc}: the CPU adds the instruction end to "
@@ -508,12 +553,13 @@ def check_text_sites(
         bounds = _segments(size, funcs)
         sweeps: dict[int, _Sweep] = {}
         decoded: dict[int, _Insn | None] = {}
+        shapes: _Shapes = {}
         for idx, site in pending:
             seg = bisect.bisect_right(bounds, site.offset) - 1
             sweep = sweeps.get(seg)
             if sweep is None:
                 sweep = sweeps[seg] = _sweep(cs, data, bounds[seg], bounds[seg + 1])
-            results[idx] = _check_one(cs, data, section, site, sweep, decoded)
+            results[idx] = _check_one(cs, data, section, site, sweep, decoded, shapes)
     return [r for r in results if r is not None]
 
 
