@@ -126,9 +126,13 @@ def main() -> int:
         klp_rss, ld_rss = peak_rss_mib(obj_dir, klp_opts), peak_rss_mib(obj_dir, [], ["ld"])
         print(f"  peak RSS of one link (the larger of partial and final): klp-ld {klp_rss:.1f} MiB, "
               f"plain ld {ld_rss:.1f} MiB", flush=True)
+        cases["klp-ld (partial + final)"]()  # the runs above leave plain ld's big.ko: check klp-ld's
         check = subprocess.run([str(WRAPPER), "check", "big.ko", f"--klp-symbols={kallsyms}"], cwd=obj_dir,
                                env=env, capture_output=True, text=True, check=False)
         print(f"  klp-ld check big.ko: status {check.returncode}: {check.stdout.strip().splitlines()[-1]}")
+        for line in check.stderr.splitlines():
+            if line.startswith("klp-ld: error"):
+                print(f"    {line}")
         loading = symbol_loading_ms(obj_dir, kallsyms, opts.runs)
         partial_ms = statistics.median(steps["klp-ld partial"]) * 1e3
         print(f"  symbol loading on a later link (cached): {loading:.1f} ms, "
@@ -157,7 +161,7 @@ def symbol_loading_ms(obj_dir: Path, kallsyms: Path, runs: int) -> float:
     """Median time of loading the symbol sources once the per-file cache holds them, in a fresh
     process each time, as every link is."""
     code = ("import sys, time; from klp_ld.resolve import load_resolver; t = time.perf_counter(); "
-            f"load_resolver([{str(kallsyms)!r}], {str(HEADERS_61 / 'Module.symvers')!r}, '.'); "
+            f"load_resolver([{str(kallsyms)!r}], [{str(HEADERS_61 / 'Module.symvers')!r}], '.'); "
             "print(time.perf_counter() - t)")
     samples = []
     for _ in range(runs + 1):
