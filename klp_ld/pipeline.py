@@ -35,7 +35,7 @@ from klp_ld.output import (
     map_target,
     place,
 )
-from klp_ld.postlink import BtfStep, btf_step, mark_kept_by_objcopy, objcopy_damage
+from klp_ld.postlink import BtfStep, btf_step, follow_section_order, mark_kept_by_objcopy, objcopy_damage
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
 from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
@@ -299,6 +299,7 @@ def _kept_after_link(obj: ElfObject, step: BtfStep | None, scratch: str, display
         report.post_link.append("the livepatch sections come through it unchanged")
         return data
     mark_kept_by_objcopy(obj)
+    follow_section_order(obj, step, scratch)
     kept = write_elf(obj)
     still = objcopy_damage(step, kept, scratch)
     if not still:

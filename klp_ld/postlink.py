@@ -31,6 +31,7 @@ from klp_ld.elf.consts import SHF_ALLOC, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_
 from klp_ld.elf.layout import RELA, RELA_SIZE
 from klp_ld.elf.model import ElfObject, Rela, Symbol
 from klp_ld.elf.read import read_elf
+from klp_ld.elf.write import write_elf
 from klp_ld.target import Target
 
 # include/elf/common.h (binutils): a GNU OS-specific flag whose sh_info objcopy keeps verbatim.
@@ -138,8 +139,8 @@ def damage(before: tuple[KlpSectionView, ...], after: tuple[KlpSectionView, ...]
     return found
 
 
-def objcopy_damage(step: BtfStep, module: bytes, scratch: str) -> list[str]:
-    """Run kbuild's objcopy on a copy of `module` in `scratch` and say what it broke."""
+def run_objcopy(step: BtfStep, module: bytes, scratch: str) -> bytes:
+    """What kbuild's objcopy makes of `module`, run on a copy in `scratch`."""
     copy = os.path.join(scratch, "btf-probe.ko")
     blob = os.path.join(scratch, "btf-probe.BTF")
     with open(copy, "wb") as f:
@@ -157,8 +158,35 @@ def objcopy_damage(step: BtfStep, module: bytes, scratch: str) -> list[str]:
                                f"will when kbuild adds module BTF: {proc.stderr.strip()}",
                                code="postlink-probe"))
     with open(copy, "rb") as f:
-        after = f.read()
+        return f.read()
+
+
+def objcopy_damage(step: BtfStep, module: bytes, scratch: str) -> list[str]:
+    """Run kbuild's objcopy on a copy of `module` and say what the loader would see differently."""
+    after = run_objcopy(step, module, scratch)
     return damage(klp_view(read_elf(module, "module")), klp_view(read_elf(after, "module after objcopy")))
+
+
+def follow_section_order(obj: ElfObject, step: BtfStep, scratch: str) -> None:
+    """Put `obj`'s sections in the order objcopy writes them, so that indices survive it.
+
+    objcopy copies an SHF_GNU_MBIND section's sh_info as a number; BFD lays each `.rela` section
+    after its target and the symbol and string tables last, while ld.lld, for one, does not, so
+    the number would name another section afterwards. In objcopy's own order it names the same.
+    """
+    after = read_elf(run_objcopy(step, write_elf(obj), scratch), "module after objcopy")
+    rank: dict[tuple[str, int], int] = {}
+    seen: dict[str, int] = {}
+    for position, sec in enumerate(after.sections):
+        n = seen[sec.name] = seen.get(sec.name, -1) + 1
+        rank[(sec.name, n)] = position
+    keys: list[int] = []
+    seen.clear()
+    for position, sec in enumerate(obj.sections):
+        n = seen[sec.name] = seen.get(sec.name, -1) + 1
+        keys.append(rank.get((sec.name, n), len(after.sections) + position))
+    order = sorted(range(len(obj.sections)), key=keys.__getitem__)
+    obj.sections = [obj.sections[i] for i in order]
 
 
 def mark_kept_by_objcopy(obj: ElfObject) -> None:
