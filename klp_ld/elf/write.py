@@ -165,7 +165,11 @@ def write_elf(obj: ElfObject) -> bytes:
         sec = sections[i]
         body = contents.get(id(sec), sec.data)
         offset = _align(len(out), sec.addralign)
-        if sec.type != SHT_NOBITS:
+        if sec.file_offset is not None and len(out) <= sec.file_offset:
+            # Where the input had it, when that overlaps nothing: binutils 2.46+ objcopy packs
+            # sections below their alignment and leaves gaps and empty sections where they were.
+            offset = sec.file_offset
+        if sec.type != SHT_NOBITS and body:
             out += bytes(offset - len(out))
             out += body
         placed[i] = (offset, sec.nobits_size if sec.type == SHT_NOBITS else len(body))
