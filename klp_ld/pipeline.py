@@ -346,9 +346,7 @@ def livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
             return _livepatch_link(cmd, ld, report, before_commit, scratch)
         finally:
             with _blocked():
-                kept = scratch.cleanup(opts.keep_tmp)
-            if kept is not None:
-                report.diagnostics.append(note(f"temporary files kept in {kept}"))
+                scratch.cleanup(opts.keep_tmp)
 
 
 def _livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
@@ -374,6 +372,8 @@ def _livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
 
     with _blocked():
         tmpdir = scratch.tmpdir = _make_tmpdir()
+    if opts.keep_tmp:  # said now, so that the report written before the commit carries it
+        report.diagnostics.append(note(f"temporary files kept in {tmpdir}"))
     replaced = prepare_inputs(cmd, tmpdir, report)
     with _blocked():
         if opts.dry_run:
