@@ -7,9 +7,14 @@ packs them into a busybox initramfs and boots the matching Debian kernel under Q
 the CPU (TCG; KVM is unavailable on the hosts this runs on), so a boot costs 5-15 s: many *cases* run in one
 boot, each fenced by markers on the serial console, with the kernel messages it caused.
 
-Everything comes from Debian packages: the headers are installed with apt-get, the kernel image is only
-downloaded and unpacked into a cache, never installed. When a piece cannot be had (no root, no apt, no
-network, no qemu), :class:`BenchUnavailable` says why in one line; the pytest fixtures turn it into a skip.
+Everything comes from Debian packages. Kernels of the host's release (Debian 12) build on the host: the
+headers are installed with apt-get, the kernel image is only downloaded and unpacked into a cache, never
+installed. Kernels whose headers need a newer toolchain (sid's 7.x needs gcc-16 and glibc 2.38) build in a
+chroot of that suite, made once with debootstrap and cached beside the image; each build runs in a private
+mount namespace over a throw-away copy of it (see :class:`Chroot`), with the checkout's klp-ld and the
+test's directories at their host paths, so logs, reports and ``Built`` paths read the same on every
+kernel. When a piece cannot be had (no root, no apt, no network, no qemu), :class:`BenchUnavailable` says
+why in one line; the pytest fixtures turn it into a skip (a failure under CI).
 
 Nothing here imports pytest, so the bench can be driven from a Python prompt while debugging.
 """
@@ -17,9 +22,11 @@ Nothing here imports pytest, so the bench can be driven from a Python prompt whi
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import gzip
 import math
 import os
@@ -29,6 +36,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,12 +46,46 @@ from types import MappingProxyType
 from typing import Final
 
 # The single place that names the kernels the bench supports: series -> pinned Debian kernel release.
-# The packages are linux-headers-<release> and linux-image-<release>-unsigned. When apt stops offering a
-# pinned pair, the bench falls back to the newest pair of the same series that apt offers.
+# How each series is had is in SOURCES below. When the archive stops offering a pinned release, the bench
+# falls back to the newest release of the same series (for sid: of the same major version) that it offers.
 KERNELS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "6.1": "6.1.0-50-amd64",
         "6.12": "6.12.117+deb12-amd64",
+        "7.2": "7.2.13+deb14-amd64",
+    }
+)
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """How the bench gets the kernels of one series.
+
+    ``suite`` None means the host's own apt (Debian 12): headers installed on the host, builds on the host.
+    Otherwise builds run in a debootstrapped chroot of that Debian suite, where apt also finds the image
+    packages. ``images`` are the packages unpacked into the cached image tree (``{release}`` filled in);
+    the first one names the release when searching for a fallback. ``fallback`` is the release prefix
+    a fallback must have ("6.1" does not take 6.12; "7" takes any 7.x).
+    """
+
+    suite: str | None
+    images: tuple[str, ...]
+    fallback: str
+
+    def image_packages(self, release: str) -> tuple[str, ...]:
+        return tuple(template.format(release=release) for template in self.images)
+
+
+_HOST_SOURCE: Final = ("linux-image-{release}-unsigned",)
+SOURCES: Final[Mapping[str, KernelSource]] = MappingProxyType(
+    {
+        "6.1": KernelSource(None, _HOST_SOURCE, "6.1"),
+        "6.12": KernelSource(None, _HOST_SOURCE, "6.12"),
+        # Split image packages (linux-image-<release> is only a meta package): linux-binary has
+        # usr/lib/modules/<release>/vmlinuz, linux-modules the .ko.xz files, linux-base System.map.
+        "7.2": KernelSource(
+            "sid", ("linux-binary-{release}", "linux-modules-{release}", "linux-base-{release}"), "7"
+        ),
     }
 )
 DEFAULT_SERIES: Final = "6.1"
@@ -61,6 +103,26 @@ _HOST_TOOLS: Final = (
     ("xz", "xz-utils"),
     ("make", "make"),
 )
+# What a chroot series needs on the host besides those: debootstrap, and the keyring that verifies the
+# suite's Release file (Debian 12's keyring verifies sid's). unshare, mount and chroot are always there.
+_CHROOT_HOST_TOOLS: Final = (("debootstrap", "debootstrap"),)
+_ARCHIVE_KEYRING: Final = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+_ARCHIVE_KEYRING_PACKAGE: Final = "debian-archive-keyring"
+DEBIAN_MIRROR: Final = "http://deb.debian.org/debian"
+# Installed into a chroot beside the headers: kbuild's make, and klp-ld with its Python modules. lld and
+# llvm give the chroot what LLVM=1 and the ld.lld tests need, as Debian 12's lld and llvm do on the host.
+_CHROOT_PACKAGES: Final = (
+    "make", "binutils", "xz-utils", "python3", "python3-pyelftools", "python3-capstone", "lld", "llvm",
+)  # fmt: skip
+# apt settings of the chroot. A mirror or an archive snapshot may serve a Release file past its Valid-Until
+# date; that alone is allowed: signatures are still verified (by the suite's own keyring package).
+_CHROOT_APT_CONF: Final = """\
+// klp-ld kernel bench
+Acquire::Check-Valid-Until "false";
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+"""
+_CHROOT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Where modules land in the guest. Tests write `insmod /mod/<name>.ko` in their cases.
 GUEST_MODULE_DIR: Final = "/mod"
@@ -85,6 +147,16 @@ _KBUILD_OUTPUTS: Final = (
     "*.o", "*.ko", "*.ko.xz", "*.mod", "*.mod.c", ".*.cmd", "*.cmd", "modules.order", "Module.symvers",
     ".tmp_versions", "build.log",
 )  # fmt: skip
+
+
+# Kernel boots this process made, by series (see boot_counts()).
+_BOOTS: Final[collections.Counter[str]] = collections.Counter()
+
+
+def boot_counts() -> dict[str, int]:
+    """How many times this process booted each series' kernel, in KERNELS order (series never booted
+    are left out)."""
+    return {series: _BOOTS[series] for series in KERNELS if _BOOTS[series]}
 
 
 class BenchUnavailable(Exception):
@@ -112,8 +184,9 @@ def headers_package(release: str) -> str:
     return f"linux-headers-{release}"
 
 
-def image_package(release: str) -> str:
-    return f"linux-image-{release}-unsigned"
+def image_packages(series: str, release: str) -> tuple[str, ...]:
+    """The packages unpacked into the image tree of ``release`` (a release of ``series``)."""
+    return SOURCES[series].image_packages(release)
 
 
 def headers_dir(release: str) -> Path:
@@ -259,10 +332,14 @@ def _static_busybox() -> Path | None:
     return None
 
 
-def _missing_host_packages() -> list[str]:
-    missing = [package for tool, package in _HOST_TOOLS if shutil.which(tool) is None]
+def _missing_host_packages(*, chroot: bool = False) -> list[str]:
+    """Host packages the bench still needs; ``chroot``: for a series that builds in a chroot."""
+    tools = _HOST_TOOLS + (_CHROOT_HOST_TOOLS if chroot else ())
+    missing = [package for tool, package in tools if shutil.which(tool) is None]
     if _static_busybox() is None:
         missing.append("busybox-static")
+    if chroot and not _ARCHIVE_KEYRING.is_file():
+        missing.append(_ARCHIVE_KEYRING_PACKAGE)
     return missing
 
 
@@ -271,9 +348,15 @@ def _release_key(release: str) -> tuple[int, ...]:
 
 
 def _series_image_pattern(series: str) -> str:
-    """A regex valid both for `apt-cache search` (POSIX ERE) and Python, matching the series' generic
-    amd64 flavour only (not -rt-/-cloud-, and "6.1" must not match "6.12")."""
-    return rf"^linux-image-({re.escape(series)}(\.[0-9]+)*(-[0-9]+)?(\+deb[0-9]+)?-amd64)-unsigned$"
+    """A regex valid both for `apt-cache search` (POSIX ERE) and Python, matching the first image package
+    of the series' releases, generic amd64 flavour only (not -rt-/-cloud-, and "6.1" must not match
+    "6.12"); group 1 is the release."""
+    source = SOURCES[series]
+    release = rf"({re.escape(source.fallback)}(\.[0-9]+)*(-[0-9]+)?(\+deb[0-9]+)?-amd64)"
+    anchor = source.images[0]
+    if not re.fullmatch(r"[a-z0-9-]*\{release\}[a-z0-9-]*", anchor):
+        raise ValueError(f"image package template {anchor!r} needs escaping in a regex")
+    return "^" + anchor.replace("{release}", release) + "$"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -282,30 +365,47 @@ def _series_image_pattern(series: str) -> str:
 
 @dataclass
 class _Apt:
-    """apt-get and apt-cache, plus the single `apt-get update` that a machine with empty lists needs."""
+    """apt-get and apt-cache, plus the single `apt-get update` that a machine with empty lists needs.
+
+    With ``chroot`` they run in that chroot (``writable``: on the tree itself, else over a throw-away
+    copy of it, where an update or a download leaves nothing behind but what went to a bound directory).
+    """
 
     updated: bool = False
+    chroot: Chroot | None = None
+    writable: bool = False
 
-    @staticmethod
-    def present() -> bool:
-        return all(shutil.which(tool) for tool in ("apt-get", "apt-cache", "dpkg"))
+    def present(self) -> bool:
+        return self.chroot is not None or all(shutil.which(tool) for tool in ("apt-get", "apt-cache", "dpkg"))
 
-    @staticmethod
-    def _env() -> dict[str, str]:
-        return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        return env if self.chroot is None else root_environ(env)
+
+    def _run(
+        self, cmd: Sequence[str], *, timeout: float, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if self.chroot is None:
+            return _run(cmd, timeout=timeout, cwd=cwd, env=self._env())
+        binds = () if cwd is None else (("rw", cwd),)
+        wrapped = self.chroot.command(cmd, cwd=cwd or Path("/"), binds=binds, writable=self.writable)
+        return _run(wrapped, timeout=timeout, env=self._env())
 
     def update(self) -> bool:
-        """Refresh the package lists once per setup; False when that is impossible or already done."""
+        """Refresh the package lists once per setup; False when that is impossible or already done (or
+        pointless: over a throw-away copy of a chroot the lists would be gone for the next command)."""
         if self.updated or not _is_root() or not self.present():
             return False
+        if self.chroot is not None and not self.writable:
+            return False
         self.updated = True
-        return _run(["apt-get", "update"], timeout=900, env=self._env()).returncode == 0
+        return self._run(["apt-get", "update"], timeout=900).returncode == 0
 
     def offered(self, packages: Sequence[str]) -> set[str]:
         """The packages among ``packages`` that apt has an install candidate for."""
         if not packages:
             return set()
-        proc = _run(["apt-cache", "policy", *packages], timeout=300)
+        proc = self._run(["apt-cache", "policy", *packages], timeout=300)
         found: set[str] = set()
         current: str | None = None
         for line in proc.stdout.splitlines():
@@ -318,105 +418,327 @@ class _Apt:
         return found
 
     def search(self, pattern: str) -> list[str]:
-        proc = _run(["apt-cache", "search", "--names-only", pattern], timeout=300)
+        proc = self._run(["apt-cache", "search", "--names-only", pattern], timeout=300)
         return [line.split(" - ", 1)[0].strip() for line in proc.stdout.splitlines() if " - " in line]
 
     def install(self, packages: Sequence[str]) -> None:
         if not packages:
             return
         wanted = " ".join(packages)
+        where = "" if self.chroot is None else f" in the {self.chroot.suite} chroot"
         if not self.present():
             raise BenchUnavailable(f"{wanted} missing and there is no apt-get to install it")
         if not _is_root():
             raise BenchUnavailable(f"{wanted} missing and not root, so apt-get cannot install it")
         # Wait for a concurrent apt/dpkg (another worker, an unattended upgrade) instead of failing at once.
         cmd = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=600"]
+        if self.chroot is not None:  # a tree being made: nothing to lose if the machine crashes meanwhile
+            cmd += ["-o", "DPkg::Options::=--force-unsafe-io"]
         cmd += packages
-        proc = _run(cmd, timeout=1800, env=self._env())
+        proc = self._run(cmd, timeout=1800)
         if proc.returncode != 0 and self.update():
-            proc = _run(cmd, timeout=1800, env=self._env())
+            proc = self._run(cmd, timeout=1800)
         if proc.returncode != 0:
-            raise BenchUnavailable(f"apt-get install {wanted} failed: {_reason(proc.stdout)}")
+            raise BenchUnavailable(f"apt-get install {wanted}{where} failed: {_reason(proc.stdout)}")
 
-    def download(self, package: str, directory: Path) -> Path:
-        cmd = ["apt-get", "download", package]
-        proc = _run(cmd, cwd=directory, timeout=1800, env=self._env())
+    def download(self, packages: Sequence[str], directory: Path) -> list[Path]:
+        cmd = ["apt-get", "download", *packages]
+        if self.chroot is not None and not self.writable:  # stale lists: update in the same namespace
+            script = 'apt-get download "$@" || { apt-get update && apt-get download "$@"; }'
+            cmd = ["sh", "-c", script, "sh", *packages]
+        proc = self._run(cmd, cwd=directory, timeout=1800)
         if proc.returncode != 0 and self.update():
-            proc = _run(cmd, cwd=directory, timeout=1800, env=self._env())
-        debs = sorted(directory.glob(f"{package}_*.deb"))
-        if proc.returncode != 0 or not debs:
-            raise BenchUnavailable(f"apt-get download {package} failed: {_reason(proc.stdout)}")
-        return debs[-1]
+            proc = self._run(cmd, cwd=directory, timeout=1800)
+        debs = [sorted(directory.glob(f"{package}_*.deb")) for package in packages]
+        if proc.returncode != 0 or not all(debs):
+            raise BenchUnavailable(f"apt-get download {' '.join(packages)} failed: {_reason(proc.stdout)}")
+        return [found[-1] for found in debs]
+
+    def unpack(self, deb: Path, directory: Path) -> None:
+        """``dpkg-deb -x`` with the dpkg of the suite that made the package (``directory``'s parent is
+        made available to a chroot)."""
+        binds = (("rw", directory.parent),) if self.chroot is not None else ()
+        cmd = ["dpkg-deb", "-x", str(deb), str(directory)]
+        if self.chroot is not None:
+            cmd = self.chroot.command(cmd, cwd=Path("/"), binds=binds, writable=self.writable)
+        proc = _run(cmd, timeout=900, env=self._env())
+        if proc.returncode != 0:
+            raise BenchUnavailable(f"dpkg-deb -x {deb.name} failed: {_reason(proc.stdout)}")
 
 
-def _headers_installed(release: str) -> bool:
-    return (headers_dir(release) / "Makefile").is_file()
+def _headers_installed(release: str, chroot: Path | None = None) -> bool:
+    """The headers of ``release`` are on the host (``chroot`` None) or in that chroot tree."""
+    headers = headers_dir(release)
+    return ((chroot / headers.relative_to("/")) if chroot else headers).joinpath("Makefile").is_file()
+
+
+def _image_file(image: Path, release: str, name: str) -> Path:
+    """``vmlinuz`` or ``System.map`` of an unpacked image tree: ``boot/<name>-<release>`` in Debian 12's
+    image packages, ``usr/lib/modules/<release>/<name>`` in sid's linux-binary. The first place when none
+    exists."""
+    candidates = [image / "boot" / f"{name}-{release}"]
+    candidates += [image / base / "modules" / release / name for base in ("usr/lib", "lib")]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def _image_modules(image: Path, release: str) -> Path | None:
+    for base in ("lib", "usr/lib"):
+        candidate = image / base / "modules" / release / "kernel"
+        if candidate.is_dir():
+            return candidate.parent
+    return None
 
 
 def _image_ready(release_cache: Path, release: str) -> bool:
-    boot = release_cache / "image" / "boot"
-    return (boot / f"vmlinuz-{release}").is_file() and (boot / f"System.map-{release}").is_file()
+    image = release_cache / "image"
+    return (
+        _image_file(image, release, "vmlinuz").is_file()
+        and _image_file(image, release, "System.map").is_file()
+        and _image_modules(image, release) is not None
+    )
 
 
-def _resolve_release(series: str, root: Path, apt: _Apt) -> str:
-    """The pinned release when it is usable, else the newest pair of the series that apt offers.
+def _resolve_release(series: str, root: Path, apt: _Apt, *, chroot: Path | None = None) -> str:
+    """The pinned release when it is usable, else the newest release of the series that apt offers.
 
     A release is usable when its headers are installed or offered and its image is cached or offered; a
-    cached, installed pinned release needs no apt at all, so a prepared machine works offline.
+    cached, installed pinned release needs no apt at all, so a prepared machine works offline. ``chroot``
+    is the tree whose headers count as installed (the host's when None).
     """
     pinned = KERNELS[series]
-    if _headers_installed(pinned) and _image_ready(root / pinned, pinned):
+    if _headers_installed(pinned, chroot) and _image_ready(root / pinned, pinned):
         return pinned
     if not apt.present():
         raise BenchUnavailable(f"{pinned}: headers not installed or image not cached, and no apt to get them")
 
+    def wanted(release: str) -> list[str]:
+        return [headers_package(release), *image_packages(series, release)]
+
     def usable(release: str, offered: set[str]) -> bool:
-        headers = _headers_installed(release) or headers_package(release) in offered
-        image = _image_ready(root / release, release) or image_package(release) in offered
+        headers = _headers_installed(release, chroot) or headers_package(release) in offered
+        image = _image_ready(root / release, release) or set(image_packages(series, release)) <= offered
         return headers and image
 
     pattern = _series_image_pattern(series)
     for _ in range(2):
-        if usable(pinned, apt.offered([headers_package(pinned), image_package(pinned)])):
+        if usable(pinned, apt.offered(wanted(pinned))):
             return pinned
         matches = (re.match(pattern, name) for name in apt.search(pattern))
         releases = sorted({m.group(1) for m in matches if m}, key=_release_key, reverse=True)
-        offered = apt.offered([p for r in releases for p in (headers_package(r), image_package(r))])
+        offered = apt.offered([p for r in releases for p in wanted(r)])
         for release in releases:
             if usable(release, offered):
                 return release
         if not apt.update():
             break
-    raise BenchUnavailable(
-        f"apt offers neither {headers_package(pinned)} + {image_package(pinned)} nor another {series} pair"
-    )
+    where = "" if chroot is None else f" ({SOURCES[series].suite})"
+    pair = " + ".join(wanted(pinned))
+    raise BenchUnavailable(f"apt{where} offers neither {pair} nor another {series} release")
 
 
-def _ensure_image(release: str, release_cache: Path, apt: _Apt) -> Path:
-    """Download and unpack the image package into the cache (never install it) and return the tree.
+def _ensure_image(series: str, release: str, release_cache: Path, apt: _Apt) -> Path:
+    """Download and unpack the image packages into the cache (never install them) and return the tree.
 
     The tree is unpacked beside its final place and renamed into it, so a killed run leaves no half tree.
     """
     image = release_cache / "image"
     if _image_ready(release_cache, release):
         return image
+    packages = image_packages(series, release)
     if not apt.present():
-        raise BenchUnavailable(f"{image_package(release)} is not cached and there is no apt-get to fetch it")
+        raise BenchUnavailable(f"{' '.join(packages)} not cached and there is no apt-get to fetch it")
     release_cache.mkdir(parents=True, exist_ok=True)
+    for stale in release_cache.glob(".unpack-*"):  # a killed run's; setup holds the lock
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=release_cache))
     try:
-        deb = apt.download(image_package(release), staging)
-        proc = _run(["dpkg", "-x", str(deb), str(staging / "image")], timeout=900)
-        if proc.returncode != 0:
-            raise BenchUnavailable(f"dpkg -x {deb.name} failed: {_reason(proc.stdout)}")
+        for deb in apt.download(packages, staging):
+            apt.unpack(deb, staging / "image")
         if image.exists():
             shutil.rmtree(image)
         (staging / "image").rename(image)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not _image_ready(release_cache, release):
-        raise BenchUnavailable(f"{image_package(release)} has no boot/vmlinuz-{release} or System.map")
+        raise BenchUnavailable(f"{' + '.join(packages)}: no vmlinuz, System.map or modules for {release}")
     return image
+
+
+# --------------------------------------------------------------------------------------------------------
+# Chroots for kernels the host's toolchain cannot build for
+
+
+# Runs on the host in a fresh mount namespace (unshare -m, private propagation: nothing is seen outside and
+# every mount goes when the last process of the namespace exits, even a killed one), then chroots.
+# $1 the chroot tree, $2 an empty directory to mount the namespace's tmpfs on, $3 "overlay" (run over a
+# throw-away copy: the tree stays as it is) or "tree" (run on the tree itself, while making it), $4 the
+# working directory inside; then MODE PATH pairs up to "--": host paths shown at the same path inside,
+# read-only ("ro"), writable ("rw") or writable with the writes thrown away ("cow"); then the command.
+_CHROOT_SCRIPT: Final = r"""set -eu
+tree=$1 mnt=$2 layer=$3 cwd=$4
+shift 4
+mount -t tmpfs -o mode=0755 klp-bench "$mnt"
+if [ "$layer" = overlay ]; then
+    mkdir "$mnt/upper" "$mnt/work" "$mnt/root"
+    mount -t overlay -o "lowerdir=$tree,upperdir=$mnt/upper,workdir=$mnt/work" klp-bench "$mnt/root"
+    root=$mnt/root
+else
+    root=$tree
+fi
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+if [ -f /etc/resolv.conf ]; then
+    rm -f "$root/etc/resolv.conf"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+fi
+n=0
+while [ "$1" != -- ]; do
+    mode=$1 path=$2
+    shift 2
+    mkdir -p "$root$path"
+    case $mode in
+    ro) mount --bind "$path" "$root$path"; mount -o remount,bind,ro "$root$path" ;;
+    rw) mount --bind "$path" "$root$path" ;;
+    cow) n=$((n + 1)); mkdir "$mnt/upper$n" "$mnt/work$n"
+         options="lowerdir=$path,upperdir=$mnt/upper$n,workdir=$mnt/work$n"
+         mount -t overlay -o "$options" klp-bench "$root$path" ;;
+    esac
+done
+shift
+exec chroot "$root" /bin/sh -c 'cd "$1" && shift && exec "$@"' klp-bench "$cwd" "$@"
+"""
+
+# The checkout whose klp-ld the bench tests (this file is its tests/kernel/bench.py).
+CHECKOUT: Final = Path(__file__).resolve().parents[2]
+
+
+def root_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a command in a chroot: the chroot's PATH, and none of the host's Python settings."""
+    dropped = ("PATH", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "LD_LIBRARY_PATH", "LD_PRELOAD")
+    out = {name: value for name, value in env.items() if name not in dropped}
+    out["PATH"] = _CHROOT_PATH
+    return out
+
+
+@dataclass(frozen=True)
+class Chroot:
+    """A Debian chroot in the cache (``<cache>/<release>/chroot``) that builds for ``release`` run in.
+
+    It is made once by :meth:`make` (debootstrap, then apt-get of the headers and tools into a temporary
+    tree that is renamed into place, so an interrupted run leaves no half chroot) and never changed
+    after: every command runs over a throw-away overlay copy in its own mount namespace, with /proc and
+    /dev mounted for that command only. Host directories a command needs (the checkout's klp_ld/ and
+    wrappers/, the release's cache, build and test directories) appear at their host paths.
+    """
+
+    tree: Path
+    suite: str
+
+    @property
+    def mountpoint(self) -> Path:
+        """An empty directory where each command's namespace mounts its tmpfs (invisible elsewhere)."""
+        return self.tree.with_name("mnt")
+
+    def ready(self, release: str) -> bool:
+        return _headers_installed(release, self.tree)
+
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        binds: Iterable[tuple[str, Path]] = (),
+        writable: bool = False,
+    ) -> list[str]:
+        """The host command line that runs ``argv`` in the chroot from ``cwd`` (a path inside).
+
+        ``binds`` are (mode, host path) with mode "ro", "rw" or "cow" (writable, writes thrown away).
+        ``writable`` runs on the tree itself instead of an overlay copy (only while making it).
+        """
+        unshare = shutil.which("unshare") or "unshare"
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        layer = "tree" if writable else "overlay"
+        cmd = [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _CHROOT_SCRIPT]
+        cmd += ["klp-bench", str(self.tree), str(self.mountpoint), layer, str(cwd)]
+        for mode, path in _nested_binds(binds):
+            if mode not in ("ro", "rw", "cow"):
+                raise ValueError(f"bind mode {mode!r}")
+            cmd += [mode, str(path)]
+        return [*cmd, "--", *argv]
+
+    @classmethod
+    def make(cls, series: str, cache: Path) -> tuple[str, Chroot]:
+        """A ready chroot for ``series``: the pinned release's if cached, else a new one for the release
+        :func:`_resolve_release` picks in the fresh chroot's archive. Call with the setup lock held."""
+        source = SOURCES[series]
+        if source.suite is None:
+            raise ValueError(f"{series} builds on the host")
+        pinned = KERNELS[series]
+        cached = cls(cache / pinned / "chroot", source.suite)
+        if cached.ready(pinned):
+            return pinned, cached
+        # A fallback made when the archive had lost the pinned release (never an older release: that
+        # is one cached before the pin moved on).
+        pattern = _series_image_pattern(series)
+        fallbacks = [
+            release for release in (path.parent.name for path in cache.glob("*/chroot"))
+            if re.match(pattern, source.image_packages(release)[0])
+            and _release_key(release) > _release_key(pinned)
+            and cls(cache / release / "chroot", source.suite).ready(release)
+            and _image_ready(cache / release, release)
+        ]  # fmt: skip
+        if fallbacks:
+            newest = max(fallbacks, key=_release_key)
+            return newest, cls(cache / newest / "chroot", source.suite)
+        for stale in cache.glob(".chroot-*"):  # a killed run's; setup holds the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".chroot-{series}-", dir=cache))
+        try:
+            fresh = cls(staging / "chroot", source.suite)
+            fresh._debootstrap()
+            apt = _Apt(chroot=fresh, writable=True)
+            if not apt.update():
+                raise BenchUnavailable(f"apt-get update in the {source.suite} chroot failed")
+            release = _resolve_release(series, cache, apt, chroot=fresh.tree)
+            final = cls(cache / release / "chroot", source.suite)
+            if final.ready(release):
+                return release, final
+            apt.install([headers_package(release), *_CHROOT_PACKAGES])
+            apt._run(["apt-get", "clean"], timeout=300)
+            if not fresh.ready(release):
+                raise BenchUnavailable(f"{headers_package(release)} installed no {headers_dir(release)}")
+            final.tree.parent.mkdir(parents=True, exist_ok=True)
+            if final.tree.exists():  # not ready: an older layout, or a tree someone broke
+                shutil.rmtree(final.tree)
+            fresh.tree.rename(final.tree)
+            return release, final
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _debootstrap(self) -> None:
+        if not _ARCHIVE_KEYRING.is_file():
+            raise BenchUnavailable(f"{_ARCHIVE_KEYRING} is missing: it verifies the {self.suite} archive")
+        cmd = ["unshare", "--mount", "--propagation", "private", "--", "debootstrap", "--variant=minbase"]
+        cmd += [f"--keyring={_ARCHIVE_KEYRING}", self.suite, str(self.tree), DEBIAN_MIRROR]
+        proc = _run(cmd, timeout=1800, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if proc.returncode != 0:
+            raise BenchUnavailable(f"debootstrap {self.suite} failed: {_reason(proc.stdout)}")
+        conf = self.tree / "etc" / "apt" / "apt.conf.d" / "80klp-ld-bench"
+        conf.write_text(_CHROOT_APT_CONF)
+
+
+def _nested_binds(binds: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Binds in mount order (parents first), without those a writable bind already covers."""
+    unique: dict[Path, str] = {}
+    for mode, path in binds:
+        unique.setdefault(Path(os.path.abspath(path)), mode)
+    ordered = sorted(unique.items(), key=lambda item: len(item[0].parts))
+    kept: list[tuple[str, Path]] = []
+    for path, mode in ordered:
+        if any(m == "rw" and path.is_relative_to(p) and mode == "rw" for m, p in kept):
+            continue
+        kept.append((mode, path))
+    return kept
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -719,7 +1041,12 @@ def _built_modules(directory: Path) -> tuple[Path, ...]:
 
 @dataclass(frozen=True)
 class Bench:
-    """A ready kernel of one series: headers to build against, an image to boot, a cache and a workdir."""
+    """A ready kernel of one series: headers to build against, an image to boot, a cache and a workdir.
+
+    ``chroot`` is the build root for a series the host cannot build for (None: builds run on the host);
+    ``shared`` are host directories that builds may read and write besides ``workdir`` (a test's temporary
+    directories), shown to a chroot at their host paths.
+    """
 
     series: str
     release: str
@@ -731,6 +1058,8 @@ class Bench:
     qemu: str
     keep: bool = False
     shell: bool = False
+    chroot: Chroot | None = None
+    shared: tuple[Path, ...] = ()
 
     @classmethod
     def prepare(
@@ -741,29 +1070,43 @@ class Bench:
         cache: Path | None = None,
         keep: bool | None = None,
         shell: bool | None = None,
+        shared: Iterable[Path] = (),
     ) -> Bench:
         """Get every piece for ``series`` (installing or downloading what is missing) or raise
         BenchUnavailable. ``cache`` defaults to :func:`cache_root`; ``keep``/``shell`` to the
-        KLP_LD_BENCH_KEEP/KLP_LD_BENCH_SHELL environment variables."""
+        KLP_LD_BENCH_KEEP/KLP_LD_BENCH_SHELL environment variables; ``shared`` are more directories
+        builds may use (see the class)."""
         if series not in KERNELS:
             raise ValueError(f"unknown kernel series {series!r}: choose {', '.join(KERNELS)}")
         machine = os.uname().machine
         if machine != "x86_64":
             raise BenchUnavailable(f"the bench boots amd64 kernels and needs an x86_64 host, not {machine}")
         root = cache if cache is not None else cache_root()
+        source = SOURCES[series]
         apt = _Apt()
+        chroot: Chroot | None = None
         with _file_lock(root / ".setup.lock"):
-            release = _resolve_release(series, root, apt)
-            missing = _missing_host_packages()
-            if not _headers_installed(release):
-                missing.append(headers_package(release))
-            apt.install(missing)
-            still = _missing_host_packages()
-            if not _headers_installed(release):
-                still.append(headers_package(release))
-            if still:
-                raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
-            image = _ensure_image(release, root / release, apt)
+            if source.suite is None:
+                release = _resolve_release(series, root, apt)
+                missing = _missing_host_packages()
+                if not _headers_installed(release):
+                    missing.append(headers_package(release))
+                apt.install(missing)
+                still = _missing_host_packages()
+                if not _headers_installed(release):
+                    still.append(headers_package(release))
+                if still:
+                    raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
+                image = _ensure_image(series, release, root / release, apt)
+            else:
+                if not _is_root():
+                    raise BenchUnavailable(f"{series} builds in a {source.suite} chroot, which needs root")
+                apt.install(_missing_host_packages(chroot=True))
+                still = _missing_host_packages(chroot=True)
+                if still:
+                    raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
+                release, chroot = Chroot.make(series, root)
+                image = _ensure_image(series, release, root / release, _Apt(chroot=chroot))
         busybox = _static_busybox()
         qemu = shutil.which("qemu-system-x86_64")
         if busybox is None or qemu is None:
@@ -774,30 +1117,30 @@ class Bench:
             workdir=workdir, busybox=busybox, qemu=qemu,
             keep=env_flag(ENV_KEEP) if keep is None else keep,
             shell=env_flag(ENV_SHELL) if shell is None else shell,
+            chroot=chroot, shared=tuple(Path(path) for path in shared),
         )  # fmt: skip
 
     # -- image pieces ------------------------------------------------------------------------------------
 
     @property
     def vmlinuz(self) -> Path:
-        return self.image / "boot" / f"vmlinuz-{self.release}"
+        return _image_file(self.image, self.release, "vmlinuz")
 
     @property
     def system_map(self) -> Path:
-        return self.image / "boot" / f"System.map-{self.release}"
+        return _image_file(self.image, self.release, "System.map")
 
     @property
     def modules_dir(self) -> Path:
         """The image's /lib/modules/<release> tree (``kernel/drivers/net/dummy.ko[.xz]`` and the rest)."""
-        for base in ("lib", "usr/lib"):
-            candidate = self.image / base / "modules" / self.release
-            if candidate.is_dir():
-                return candidate
-        raise BenchError(f"no lib/modules/{self.release} in {self.image}")
+        found = _image_modules(self.image, self.release)
+        if found is None:
+            raise BenchError(f"no lib/modules/{self.release} in {self.image}")
+        return found
 
     def image_module(self, path: str) -> Path:
         """A module shipped with the kernel, e.g. ``"drivers/net/dummy"``: ``dummy.ko`` on 6.1 and
-        ``dummy.ko.xz`` on 6.12 (busybox insmod and the kernel take either)."""
+        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either)."""
         base = self.modules_dir / "kernel" / path.removesuffix(".ko")
         for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
             candidate = base.with_name(base.name + suffix)
@@ -806,6 +1149,84 @@ class Bench:
         raise FileNotFoundError(f"{path}: no such module in {self.modules_dir / 'kernel'}")
 
     # -- building ----------------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The kernel's (major, minor), e.g. (6, 12) for 6.12.117+deb12-amd64."""
+        major, minor = _release_key(self.release)[:2]
+        return major, minor
+
+    def host_path(self, path: Path) -> Path:
+        """Where a path of the build environment (``bench.headers``, a file in the chroot) is on the host."""
+        return path if self.chroot is None else self.chroot.tree / Path(path).relative_to("/")
+
+    @functools.cached_property
+    def config(self) -> Mapping[str, str]:
+        """The kernel's configuration as the headers have it (include/config/auto.conf): name -> value."""
+        text = self.host_path(self.headers / "include" / "config" / "auto.conf").read_text()
+        lines = [line for line in text.splitlines() if line.startswith("CONFIG_") and "=" in line]
+        pairs = (line.split("=", 1) for line in lines)
+        return MappingProxyType({name: value.strip('"') for name, value in pairs})
+
+    @property
+    def python(self) -> str:
+        """The interpreter klp-ld runs under in this bench's builds (for KLP_LD_PYTHON)."""
+        return "/usr/bin/python3" if self.chroot is not None else sys.executable
+
+    def link_cwd(self, directory: Path) -> Path:
+        """The directory kbuild runs $(LD) in for ``make M=<directory>``: the headers before 6.13, the
+        module's own directory from 6.13 on."""
+        return directory if self.version >= (6, 13) else self.headers
+
+    def make_command(
+        self,
+        directory: Path,
+        *targets: str,
+        ld: str | os.PathLike[str] | None = None,
+        make_vars: Mapping[str, str] | None = None,
+        jobs: int | None = None,
+    ) -> list[str]:
+        """``make -C <headers> M=<directory> [LD=...] [NAME=value...] [-jN] <targets>`` (for :meth:`run`)."""
+        cmd = ["make", "-C", str(self.headers), f"M={directory}"]
+        if ld is not None:
+            cmd.append(f"LD={os.fspath(ld)}")
+        cmd += [f"{name}={value}" for name, value in (make_vars or {}).items()]
+        if jobs is not None:
+            cmd.append(f"-j{jobs}")
+        return [*cmd, *targets]
+
+    def command(self, argv: Sequence[str], *, cwd: Path | None = None) -> list[str]:
+        """The host command line that runs ``argv`` where this bench builds: itself on the host, in a
+        chroot for a chroot series, with the checkout's klp_ld/ and wrappers/, this release's cache,
+        the workdir and the shared directories at their host paths. ``cwd`` is a path where it runs."""
+        if self.chroot is None:
+            return list(argv)
+        binds = [("cow", CHECKOUT / "klp_ld"), ("cow", CHECKOUT / "wrappers"), ("ro", self.cache)]
+        binds += [("rw", self.workdir), *(("rw", path) for path in self.shared)]
+        return self.chroot.command(argv, cwd=cwd or Path("/"), binds=binds)
+
+    def environ(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for :meth:`command`: ``env`` (default: this process's) with a chroot's PATH."""
+        full = dict(os.environ if env is None else env)
+        return full if self.chroot is None else root_environ(full)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 600.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command where this bench builds (see :meth:`command`) and capture stdout and stderr apart,
+        like ``subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)``: ``env`` is the
+        whole environment (default: this process's), never raising for its exit status."""
+        where = cwd if self.chroot is not None else None
+        return subprocess.run(
+            self.command(argv, cwd=where), cwd=cwd if self.chroot is None else None, env=self.environ(env),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace", timeout=timeout,
+            check=False,
+        )  # fmt: skip
 
     def build(
         self,
@@ -821,7 +1242,8 @@ class Bench:
 
         ``ld`` becomes ``LD=`` (None keeps kbuild's default); ``make_vars`` are more ``NAME=value`` make
         arguments (``KBUILD_MODPOST_WARN``, ``V``); ``env`` is added to the environment. A copy keeps the
-        source tree clean and lets several builds of one source coexist.
+        source tree clean and lets several builds of one source coexist. For a chroot series kbuild runs
+        in the chroot and the copy is seen there at its host path.
         """
         source = Path(source)
         if not source.is_dir():
@@ -830,13 +1252,11 @@ class Bench:
         directory = Path(tempfile.mkdtemp(prefix=f"build-{source.name}-", dir=self.workdir))
         ignore = shutil.ignore_patterns(*_KBUILD_OUTPUTS)
         shutil.copytree(source, directory, dirs_exist_ok=True, ignore=ignore)
-        cmd = ["make", "-C", str(self.headers), f"M={directory}"]
-        if ld is not None:
-            cmd.append(f"LD={os.fspath(ld)}")
-        cmd += [f"{name}={value}" for name, value in (make_vars or {}).items()]
-        cmd += [f"-j{jobs or os.cpu_count() or 1}", "modules"]
+        jobs = jobs or os.cpu_count() or 1
+        cmd = self.make_command(directory, "modules", ld=ld, make_vars=make_vars, jobs=jobs)
         started = time.monotonic()
-        proc = _run(cmd, timeout=timeout, env={**os.environ, **(env or {})})
+        environ = self.environ({**os.environ, **(env or {})})
+        proc = _run(self.command(cmd, cwd=directory), timeout=timeout, env=environ)
         log = f"$ {shlex.join(cmd)}\n{proc.stdout}"
         (directory / "build.log").write_text(log)
         if proc.returncode != 0:
@@ -880,6 +1300,7 @@ class Bench:
         try:
             initrd = boot_dir / "initrd.cpio.gz"
             initrd.write_bytes(self._initramfs(cases, files, extra_files or {}, dump=dump))
+            _BOOTS[self.series] += 1
             result = self._run_qemu(cases, initrd, boot_dir, append=append, timeout=limit)
             (boot_dir / "console.log").write_text(result.console)
             if dump:

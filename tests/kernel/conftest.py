@@ -1,8 +1,12 @@
 """Fixtures for the kernel bench: ``bench`` is a ready kernel of the selected series, once per session.
 
-Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=all`` or env KLP_LD_KERNEL;
-every test that uses ``bench`` runs once per selected series. Nothing is prepared unless such a test is
-selected, so ``-m "not kernel"`` costs only the import of this file.
+Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=7.2``, ``--kernel=all`` or
+env KLP_LD_KERNEL; every test that uses ``bench`` runs once per selected series. Nothing is prepared unless
+such a test is selected, so ``-m "not kernel"`` costs only the import of this file.
+
+A missing prerequisite (no root, apt, network or QEMU) skips with a one-line reason, except under CI
+(env ``CI`` set to true), where it fails: a CI run must prove something in a kernel. The session ends with
+the number of kernel boots it made.
 """
 
 from __future__ import annotations
@@ -12,16 +16,40 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from .bench import ENV_KEEP, ENV_KERNEL, Bench, BenchUnavailable, cache_root, env_flag, parse_series
+from .bench import (
+    ENV_KEEP,
+    ENV_KERNEL,
+    Bench,
+    BenchUnavailable,
+    boot_counts,
+    cache_root,
+    env_flag,
+    parse_series,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KMOD = REPO_ROOT / "testdata" / "kmod"
 KLP_LD = REPO_ROOT / "wrappers" / "klp-ld"
 
 _BENCH_FIXTURES = frozenset({"bench", "kernel_series"})
+ENV_CI = "CI"
+
+
+def in_ci() -> bool:
+    """True under CI (CI=true, as CI services set it): missing prerequisites fail instead of skipping."""
+    return env_flag(ENV_CI)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip with ``reason``, or fail with it under CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI={os.environ.get(ENV_CI)}: a missing prerequisite fails the run)",
+                    pytrace=False)
+    pytest.skip(reason)
 
 
 def selected_series(config: pytest.Config) -> tuple[str, ...]:
@@ -49,6 +77,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
 
 
+def boot_summary() -> str:
+    """"kernel bench: 9 boots (6.1: 3, 6.12: 3, 7.2: 3)", or "kernel bench: 0 boots"."""
+    counts = boot_counts()
+    total = sum(counts.values())
+    detail = ", ".join(f"{series}: {count}" for series, count in counts.items())
+    return f"kernel bench: {total} boot{'' if total == 1 else 's'}" + (f" ({detail})" if detail else "")
+
+
+_prepared: set[str] = set()  # series whose bench fixture ran (even if it then failed or skipped)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many kernels the run booted: whenever a test asked for the bench, and always under CI."""
+    if _prepared or boot_counts() or in_ci():
+        terminalreporter.write_line(boot_summary())
+
+
 @pytest.fixture(scope="session")
 def kernel_series(request: pytest.FixtureRequest) -> str:
     param = getattr(request, "param", None)
@@ -57,20 +102,22 @@ def kernel_series(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def bench(kernel_series: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    """A prepared bench, or a skip naming what is missing (no root, no apt, no network, no qemu).
+    """A prepared bench, or a skip naming what is missing (no root, no apt, no network, no qemu); under CI
+    a failure instead.
 
     Build and boot directories go to pytest's temporary directory and are removed at the end; with
     KLP_LD_BENCH_KEEP=1 they go to <cache>/keep/<date>-<pid>/<series>/ and stay.
     """
+    _prepared.add(kernel_series)
     keep = env_flag(ENV_KEEP)
     if keep:
         workdir = cache_root() / "keep" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / kernel_series
     else:
         workdir = tmp_path_factory.mktemp(f"bench-{kernel_series}-")
     try:
-        ready = Bench.prepare(kernel_series, workdir, keep=keep)
+        ready = Bench.prepare(kernel_series, workdir, keep=keep, shared=[tmp_path_factory.getbasetemp()])
     except BenchUnavailable as exc:
-        pytest.skip(f"kernel bench {kernel_series}: {exc}")
+        unavailable(f"kernel bench {kernel_series}: {exc}")
     yield ready
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,26 +6,36 @@ would misreport a module.
 
 from __future__ import annotations
 
+import collections
 import gzip
+import os
 import re
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from .bench import (
     KERNELS,
+    SOURCES,
     Built,
     Case,
+    Chroot,
     _init_script,
     _Initramfs,
+    _nested_binds,
     _series_image_pattern,
+    _static_busybox,
     cache_root,
     kallsyms_addresses,
     parse_console,
     parse_series,
+    root_environ,
     strip_escapes,
 )
+from .conftest import boot_summary, unavailable
 
 
 def test_parse_series() -> None:
@@ -33,6 +43,8 @@ def test_parse_series() -> None:
     assert parse_series("") == ("6.1",)
     assert parse_series("all") == tuple(KERNELS)
     assert parse_series("6.12, 6.1,6.12") == ("6.12", "6.1")
+    assert parse_series("7.2") == ("7.2",)
+    assert parse_series("all") == ("6.1", "6.12", "7.2")
     with pytest.raises(ValueError, match=re.escape("unknown kernel series '6.2'")):
         parse_series("6.2")
 
@@ -53,11 +65,87 @@ def test_cache_root_prefers_explicit_then_xdg(tmp_path: Path) -> None:
         ("6.1", "linux-image-6.1.0-50-rt-amd64-unsigned", None),
         ("6.1", "linux-image-6.1.0-50-cloud-amd64-unsigned", None),
         ("6.12", "linux-image-6.12.117+deb12-amd64", None),
+        ("7.2", "linux-binary-7.2.13+deb14-amd64", "7.2.13+deb14-amd64"),
+        ("7.2", "linux-binary-7.4.1+deb14-amd64", "7.4.1+deb14-amd64"),  # any 7.x replaces a lost 7.2.13
+        ("7.2", "linux-binary-7.2.13+deb14-cloud-amd64", None),
+        ("7.2", "linux-binary-7.2.13+deb14-rt-amd64", None),
+        ("7.2", "linux-binary-unsigned-7.2.13+deb14-amd64", None),
+        ("7.2", "linux-image-7.2.13+deb14-amd64", None),  # a meta package
+        ("7.2", "linux-binary-70.1+deb14-amd64", None),
+        ("7.2", "linux-binary-6.19.8+deb14-amd64", None),
     ],
 )
 def test_series_pattern(series: str, package: str, release: str | None) -> None:
     match = re.match(_series_image_pattern(series), package)
     assert (match.group(1) if match else None) == release
+
+
+def test_sources_describe_every_pinned_kernel() -> None:
+    assert list(SOURCES) == list(KERNELS)
+    for series, release in KERNELS.items():
+        packages = SOURCES[series].image_packages(release)
+        match = re.match(_series_image_pattern(series), packages[0])
+        assert match and match.group(1) == release, (series, packages)
+        assert all(release in package for package in packages)
+    assert SOURCES["7.2"].suite == "sid" and SOURCES["6.1"].suite is None
+
+
+def test_nested_binds_mount_parents_first_and_skip_covered(tmp_path: Path) -> None:
+    base = tmp_path / "pytest-1"
+    binds = [("rw", base / "bench-7.2-0"), ("ro", tmp_path / "cache"), ("rw", base)]
+    binds.append(("cow", base / "x" / "y"))
+    assert _nested_binds(binds) == [("ro", tmp_path / "cache"), ("rw", base), ("cow", base / "x" / "y")]
+
+
+def test_chroot_command_line(tmp_path: Path) -> None:
+    chroot = Chroot(tmp_path / "7.2" / "chroot", "sid")
+    binds = [("ro", Path("/c")), ("rw", Path("/w"))]
+    cmd = chroot.command(["make", "-C", "/usr/src/x"], cwd=Path("/w"), binds=binds)
+    assert cmd[1:5] == ["--mount", "--propagation", "private", "--"]
+    at = cmd.index("klp-bench")
+    assert cmd[at + 1:at + 5] == [str(chroot.tree), str(tmp_path / "7.2" / "mnt"), "overlay", "/w"]
+    assert cmd[at + 5:] == ["ro", "/c", "rw", "/w", "--", "make", "-C", "/usr/src/x"]
+    assert (tmp_path / "7.2" / "mnt").is_dir()
+    assert "tree" in chroot.command(["true"], cwd=Path("/"), writable=True)
+    with pytest.raises(ValueError):
+        chroot.command(["true"], cwd=Path("/"), binds=[("rx", Path("/c"))])
+
+
+def test_root_environ_uses_the_chroots_path() -> None:
+    env = root_environ({"PATH": "/root/.pyenv/shims:/usr/bin", "PYTHONPATH": "/x", "HOME": "/root", "V": "1"})
+    assert env == {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+                   "V": "1"}
+
+
+def test_chroot_runs_in_a_private_namespace_and_leaves_the_tree_alone(tmp_path: Path) -> None:
+    """A tree with only a static busybox: the command sees /proc, /dev, the bound directories and a
+    writable root; afterwards the tree is unchanged, the host sees no mount and the writes are gone."""
+    busybox = _static_busybox()
+    if os.geteuid() != 0 or busybox is None or shutil.which("unshare") is None:
+        unavailable("the chroot runner needs root, unshare and a static busybox")
+    tree = tmp_path / "release" / "chroot"
+    for directory in ("bin", "proc", "dev", "etc", "tmp"):
+        (tree / directory).mkdir(parents=True)
+    shutil.copy(busybox, tree / "bin" / "busybox")
+    for applet in ("sh", "cat", "ls", "touch", "echo", "grep"):
+        (tree / "bin" / applet).symlink_to("busybox")
+    before = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    shared, readonly = tmp_path / "shared", tmp_path / "readonly"
+    shared.mkdir()
+    readonly.mkdir()
+    (readonly / "in").write_text("x")
+    script = (f"touch /made-here && touch {shared}/out && ! touch {readonly}/no 2>/dev/null && "
+              f"cat {readonly}/in && grep -c . /proc/self/mounts && ls /dev/null")
+    cmd = Chroot(tree, "test").command(["/bin/sh", "-c", script], cwd=shared,
+                                       binds=[("rw", shared), ("ro", readonly)])
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("x") and "/dev/null" in done.stdout, done.stdout
+    assert (shared / "out").is_file() and not (readonly / "no").exists()
+    assert sorted(str(p.relative_to(tree)) for p in tree.rglob("*")) == before
+    with open("/proc/self/mounts") as mounts:
+        assert str(tmp_path) not in mounts.read()
 
 
 def test_strip_escapes() -> None:
@@ -198,3 +286,12 @@ def test_built_module_lookup(tmp_path: Path) -> None:
     assert list(built) == list(built.modules)
     with pytest.raises(KeyError):
         built.module("other")
+
+
+def test_boot_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import bench
+
+    monkeypatch.setattr(bench, "_BOOTS", collections.Counter())
+    assert boot_summary() == "kernel bench: 0 boots"
+    bench._BOOTS.update({"7.2": 3, "6.1": 1})
+    assert boot_summary() == "kernel bench: 4 boots (6.1: 1, 7.2: 3)"

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
+import struct
 import threading
 from pathlib import Path
 
 import pytest
 
-from klp_ld.elf.consts import SHN_LIVEPATCH
+from klp_ld.elf.consts import SHF_RELA_LIVEPATCH, SHN_LIVEPATCH
+from klp_ld.elf.model import ElfObject, Section, Symbol
 from klp_ld.elf.read import read_elf_file
 
 from .bench import Bench, Built
@@ -30,6 +30,7 @@ from .conftest import KMOD
 pytestmark = pytest.mark.kernel
 
 SEED = KMOD / "seed"
+RELA_SIZE = 24  # Elf64_Rela
 KEPT = re.compile(r"temporary files kept in (\S+)")
 
 
@@ -62,20 +63,32 @@ def _generate_tree(dest: Path, modules: list[int]) -> Path:
     return dest
 
 
+def _klp_relocations(obj: ElfObject, sec: Section) -> tuple[Section, list[tuple[int, Symbol | None]]]:
+    """A `.klp.rela.` section's target and (offset, symbol) entries. SHT_RELA ones the reader parses;
+    where kbuild's module BTF step runs objcopy after the link (7.x), klp-ld writes them with another
+    section type that objcopy leaves alone, and the entries are raw Elf64_Rela in the data."""
+    if sec.info_section is not None:
+        return sec.info_section, [(rela.offset, rela.symbol) for rela in sec.relocs]
+    assert sec.flags & SHF_RELA_LIVEPATCH and sec.entsize == RELA_SIZE, sec
+    assert 0 < sec.info < len(obj.sections), f"{sec.name}: sh_info {sec.info}"
+    entries = [(offset, obj.symbols[info >> 32]) for offset, info, _ in struct.iter_unpack("<QQq", sec.data)]
+    return obj.sections[sec.info], entries
+
+
 def site_identities(ko: Path) -> dict[tuple[str, str, int], str]:
     """(section, owning symbol, offset within it) -> the `.klp.sym` name its klp relocation uses."""
     obj = read_elf_file(str(ko))
     out: dict[tuple[str, str, int], str] = {}
     for sec in obj.sections:
-        if not sec.name.startswith(".klp.rela.") or sec.info_section is None:
+        if not sec.name.startswith(".klp.rela."):
             continue
-        target = sec.info_section
-        for rela in sec.relocs:
-            assert rela.symbol is not None and rela.symbol.special == SHN_LIVEPATCH, f"{ko}: {sec.name}"
-            owner = obj.symbol_at(target, rela.offset)
-            assert owner is not None, f"{ko}: {target.name}+{rela.offset:#x} lies in no symbol"
+        target, entries = _klp_relocations(obj, sec)
+        for offset, symbol in entries:
+            assert symbol is not None and symbol.special == SHN_LIVEPATCH, f"{ko}: {sec.name}"
+            owner = obj.symbol_at(target, offset)
+            assert owner is not None, f"{ko}: {target.name}+{offset:#x} lies in no symbol"
             kind = target.name.split(".")[1] if target.name.startswith(".") else target.name
-            out[(kind, owner[0].name, owner[1])] = rela.symbol.name
+            out[(kind, owner[0].name, owner[1])] = symbol.name
     return out
 
 
@@ -115,7 +128,7 @@ def _check_report(path: Path, expected_records: int) -> list[dict[str, object]]:
 
 
 def _env(bench: Bench, tmpdir: Path, **extra: str) -> dict[str, str]:
-    env = {"KLP_LD_PYTHON": sys.executable, "TMPDIR": str(tmpdir)}
+    env = {"KLP_LD_PYTHON": bench.python, "TMPDIR": str(tmpdir)}
     if bench.series != "6.1":
         env["KBUILD_BUILD_TIMESTAMP"] = "Thu Jan  1 00:00:00 UTC 2026"
     env.update(extra)
@@ -179,8 +192,8 @@ def test_several_trees_built_at_once(bench: Bench, klp_ld: Path, tmp_path: Path)
 
 
 def _make(bench: Bench, directory: Path, ld: Path, env: dict[str, str], *targets: str) -> None:
-    cmd = ["make", "-C", str(bench.headers), f"M={directory}", f"LD={ld}", "-j2", *targets]
-    done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    cmd = bench.make_command(directory, *targets, ld=ld, jobs=2)
+    done = bench.run(cmd, env={**os.environ, **env})
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
 
 

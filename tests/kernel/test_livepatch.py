@@ -12,13 +12,14 @@ import pytest
 from klp_ld.elf.consts import SHN_LIVEPATCH
 from klp_ld.elf.read import read_elf_file
 
-from .bench import Bench, BootResult, BuildError, Built, Case
+from .bench import Bench, BootResult, BuildError, Built, Case, CaseResult
 from .conftest import KMOD
 
 pytestmark = pytest.mark.kernel
 
 SEED_LINE = re.compile(r"klp_seed: (?P<who>[ab]) pc32=(?P<pc32>[0-9a-f]+) abs32s=(?P<abs32s>[0-9a-f]+) "
                        r"abs64=(?P<abs64>[0-9a-f]+)")
+SUSE_LINE = re.compile(SEED_LINE.pattern.replace("klp_seed:", "klp_suse:"))
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Run:
     func: Built
     late: Built
     auto: Built
+    suse: Built | BuildError  # SUSE's dialect; its build failing must not hide the other cases
     result: BootResult
 
 
@@ -39,6 +41,11 @@ def run(bench: Bench, klp_ld: Path) -> Run:
     # saved_command_line is unique and not exported, so klp-ld converts it by itself.
     auto = bench.build(KMOD / "klpb_unknown", ld=f"{klp_ld} --klp-symbols={bench.kallsyms()}",
                        make_vars={"KBUILD_MODPOST_WARN": "1"})
+    suse: Built | BuildError
+    try:
+        suse = bench.build(KMOD / "klp_suse", ld=klp_ld)
+    except BuildError as failure:
+        suse = failure
     dummy = bench.image_module("drivers/net/dummy")
     cases = [
         Case("seed", ["insmod /mod/klp_seed.ko", "grep -w -e state_show -e jiffies /proc/kallsyms"]),
@@ -50,7 +57,11 @@ def run(bench: Bench, klp_ld: Path) -> Run:
         ]),
         Case("auto", ["insmod /mod/klpb_unknown.ko", "cat /sys/kernel/livepatch/klpb_unknown/enabled"]),
     ]
-    return Run(seed, func, late, auto, bench.boot(cases, files=[seed, func, late, auto, dummy]))
+    files: list[Built | Path] = [seed, func, late, auto, dummy]
+    if isinstance(suse, Built):
+        cases.append(Case("suse", ["insmod /mod/klp_suse.ko", "grep -w state_show /proc/kallsyms"]))
+        files.append(suse)
+    return Run(seed, func, late, auto, suse, bench.boot(cases, files=files))
 
 
 def _kallsyms(output: str, name: str) -> list[int]:
@@ -59,11 +70,25 @@ def _kallsyms(output: str, name: str) -> list[int]:
 
 
 def test_seed_each_object_sees_its_own_state_show(run: Run) -> None:
-    case = run.result["seed"]
+    _each_object_sees_its_own_state_show(run.result["seed"], SEED_LINE)
+
+
+def test_suse_dialect_each_object_sees_its_own_state_show(run: Run) -> None:
+    """KLP_RELOC_SYMBOL_POS(vmlinux, vmlinux, state_show, 2) in one object and 3 in another."""
+    assert isinstance(run.suse, Built), str(run.suse)
+    _each_object_sees_its_own_state_show(run.result["suse"], SUSE_LINE)
+    ko = read_elf_file(str(run.suse.module("klp_suse")))
+    names = {s.name for s in ko.symbols if s.special == SHN_LIVEPATCH}
+    assert names == {".klp.sym.vmlinux.state_show,2", ".klp.sym.vmlinux.state_show,3"}, names
+    assert not [s.name for s in ko.symbols if s.name.startswith(".klp.sym.rela.")]
+
+
+def _each_object_sees_its_own_state_show(case: CaseResult, line_format: re.Pattern[str]) -> None:
+    """Object a resolved state_show #2 and object b #3 (this boot's kallsyms, in the case's output)."""
     assert case.rc == 0, case.explain()
     copies = _kallsyms(case.output, "state_show")
     assert len(copies) >= 3, case.explain("fewer than three state_show in /proc/kallsyms")
-    seen = {m["who"]: m for line in case.dmesg if (m := SEED_LINE.search(line))}
+    seen = {m["who"]: m for line in case.dmesg if (m := line_format.search(line))}
     assert set(seen) == {"a", "b"}, case.explain("the module did not report both objects")
     for who, position in (("a", 2), ("b", 3)):
         want = copies[position - 1]

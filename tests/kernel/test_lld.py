@@ -1,9 +1,10 @@
 """ld.lld behind klp-ld: pass-through, the kbuild probe, and livepatch conversion loaded by the kernel.
 
 klp-ld finds the real linker by the name it was invoked as, so `LD=<dir>/ld.lld` with `<dir>/ld.lld` a
-symlink to wrappers/klp-ld means "klp-ld in front of ld.lld". Debian's `lld` package (ld.lld 14) provides
-the real one; it is installed with apt-get when missing, and the tests skip with the reason when it cannot
-be had. One boot per kernel (the conversion cases); the other tests only build.
+symlink to wrappers/klp-ld means "klp-ld in front of ld.lld". Debian's `lld` package provides the real one
+(ld.lld 14 on the host for Debian 12's kernels; sid's chroot for 7.2 has its own); on the host it is
+installed with apt-get when missing, and the tests skip with the reason when it cannot be had (fail under
+CI). One boot per kernel (the conversion cases); the other tests only build.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from klp_ld.elf.consts import SHF_RELA_LIVEPATCH, SHN_LIVEPATCH
 from klp_ld.elf.read import read_elf_file
 
 from .bench import Bench, BootResult, Built, Case, CaseResult
-from .conftest import KMOD
+from .conftest import KMOD, unavailable
 from .test_livepatch import SEED_LINE, _kallsyms
 
 pytestmark = pytest.mark.kernel
@@ -54,14 +55,20 @@ def _install_lld() -> str:
 
 
 @pytest.fixture(scope="session")
-def lld() -> str:
-    """The real ld.lld, installed from Debian's lld package if missing."""
+def lld(bench: Bench) -> str:
+    """The real ld.lld where the bench builds, installed from Debian's lld package if missing on the host
+    (a chroot has it from the start)."""
+    if bench.chroot is not None:
+        inside = bench.run(["sh", "-c", "command -v ld.lld"]).stdout.strip()
+        if not inside:
+            unavailable(f"no ld.lld in the chroot {bench.chroot.tree}; delete it to make it anew")
+        return inside
     found = shutil.which("ld.lld")
     if found is None:
         why = _install_lld()
         found = shutil.which("ld.lld")
         if found is None:
-            pytest.skip(f"ld.lld is not installed and cannot be: {why or 'lld installed no ld.lld'}")
+            unavailable(f"ld.lld is not installed and cannot be: {why or 'lld installed no ld.lld'}")
     return found
 
 
@@ -85,12 +92,11 @@ def _ld_lines(log: str, ld: str) -> list[list[str]]:
 
 def _rebuild_plain(bench: Bench, built: Built, make_vars: dict[str, str]) -> str:
     """`make clean` then `make modules` in the same directory (debug info records it): the plain build."""
-    make = ["make", "-C", str(bench.headers), f"M={built.directory}"]
-    make += [f"{name}={value}" for name, value in make_vars.items()]
     env = {**os.environ, **REPRODUCIBLE}
-    subprocess.run([*make, "clean"], check=True, capture_output=True, env=env)
-    proc = subprocess.run([*make, "modules"], capture_output=True, text=True, env=env, check=False)
-    assert proc.returncode == 0, f"{shlex.join(make)} modules failed:\n{proc.stdout}\n{proc.stderr}"
+    for target in ("clean", "modules"):
+        make = bench.make_command(built.directory, target, make_vars=make_vars)
+        proc = bench.run(make, env=env)
+        assert proc.returncode == 0, f"{shlex.join(make)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
@@ -124,17 +130,17 @@ def test_llvm1_with_ld_override_is_byte_identical_to_llvm1(bench: Bench, lld_lin
     assert len(our_lines) == 2 and our_lines == plain_lines, (our_lines, plain_lines)
 
 
-def test_kbuild_probe_fails_like_lld(lld: str, lld_link: Path) -> None:
+def test_kbuild_probe_fails_like_lld(bench: Bench, lld: str, lld_link: Path) -> None:
     """Same status, stdout and stderr as ld.lld for kbuild's probe, a good probe and --version."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KLP_LD")}
     probes = (list(KBUILD_PROBE), [f for f in KBUILD_PROBE if f != "--no-warn-rwx-segments"], ["--version"])
     for flags in probes:
-        ours = subprocess.run([str(lld_link), *flags], capture_output=True, env=env, check=False)
-        plain = subprocess.run(["ld.lld", *flags], capture_output=True, env=env, check=False)
+        ours = bench.run([str(lld_link), *flags], env=env)
+        plain = bench.run(["ld.lld", *flags], env=env)
         answer = (ours.returncode, ours.stdout, ours.stderr)
         assert answer == (plain.returncode, plain.stdout, plain.stderr), flags
-        if flags == list(KBUILD_PROBE) and re.search(rb"\bLLD 1[0-6]\.", plain.stdout):
-            assert plain.returncode != 0 and b"--no-warn-rwx-segments" in plain.stderr, plain
+        if flags == list(KBUILD_PROBE) and re.search(r"\bLLD 1[0-6]\.", plain.stdout):
+            assert plain.returncode != 0 and "--no-warn-rwx-segments" in plain.stderr, plain
 
 
 # --------------------------------------------------------------------------------------------------------
