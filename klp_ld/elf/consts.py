@@ -31,6 +31,7 @@ SHF_EXECINSTR = 0x4
 SHF_INFO_LINK = 0x40
 SHF_LINK_ORDER = 0x80
 SHF_GROUP = 0x200
+SHF_COMPRESSED = 0x800
 # include/uapi/linux/elf.h; not SHF_RO_AFTER_INIT (0x00200000), which the loader sets itself.
 SHF_RELA_LIVEPATCH = 0x00100000
 

@@ -23,6 +23,8 @@ SHDR = struct.Struct("<IIQQQQIIQQ")
 SYM = struct.Struct("<IBBHQQ")
 # Elf64_Rela: r_offset, r_info, r_addend (signed)
 RELA = struct.Struct("<QQq")
+# Elf64_Chdr: what opens an SHF_COMPRESSED section (ch_type, reserved, ch_size, ch_addralign).
+CHDR = struct.Struct("<IIQQ")
 # klp-convert's `struct klp_module_reloc { void *sym; u32 sympos; } __packed` in a
 # `.klp.module_relocs.<obj>` section: `sym` is only ever read through its relocation.
 KLP_MODULE_RELOC = struct.Struct("<QI")

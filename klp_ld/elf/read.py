@@ -21,6 +21,7 @@ from klp_ld.elf.consts import (
     ELFMAG,
     EM_X86_64,
     ET_REL,
+    SHF_COMPRESSED,
     SHF_INFO_LINK,
     SHN_LORESERVE,
     SHN_UNDEF,
@@ -33,7 +34,7 @@ from klp_ld.elf.consts import (
     SHT_SYMTAB_SHNDX,
 )
 from klp_ld.elf.headers import FileHeader, cstring, read_file_header, read_section_headers, section_bytes
-from klp_ld.elf.layout import RELA, RELA_SIZE, SYM, SYM_SIZE, WORD_SIZE, unpack_words
+from klp_ld.elf.layout import CHDR, RELA, RELA_SIZE, SYM, SYM_SIZE, WORD_SIZE, unpack_words
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
 
 SectionAt = Callable[[int, str], Section]
@@ -195,7 +196,7 @@ def _read_relocs(sec: Section, symbols: list[Symbol], sections: list[Section], n
     if sec.info or sec.flags & SHF_INFO_LINK:
         sec.info_section = section_at(sec.info, f"relocation section {sec.name} sh_info")
     target = sec.info_section
-    limit = target.size if target is not None else None
+    limit = _relocatable_size(target) if target is not None else None
     nsym = len(symbols)
     relocs: list[Rela] = []
     append = relocs.append
@@ -222,3 +223,11 @@ def _read_group(sec: Section, symbols: list[Symbol], name: str, section_at: Sect
         raise fail(f"group {sec.name} signature symbol {sec.info} does not exist", obj=name)
     sec.info_symbol = symbols[sec.info]
     sec.data = b""
+
+
+def _relocatable_size(sec: Section) -> int:
+    """How far relocations may reach into `sec`: a compressed section (gcc -gz) is relocated
+    after decompression, so its bound is the size its header announces, not its size on disk."""
+    if sec.flags & SHF_COMPRESSED and len(sec.data) >= CHDR.size:
+        return int(CHDR.unpack_from(sec.data)[2])
+    return sec.size
