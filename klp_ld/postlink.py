@@ -94,27 +94,21 @@ def _symbol_key(sym: Symbol | None) -> tuple[str, int]:
 def klp_view(obj: ElfObject) -> tuple[KlpSectionView, ...]:
     """Every livepatch relocation section the way the loader sees it, whatever its sh_type.
 
-    The loader picks these sections by SHF_RELA_LIVEPATCH and never reads sh_type or sh_link,
-    so a section that a tool retyped still counts; entries are read against `.symtab`.
+    The loader picks these sections by SHF_RELA_LIVEPATCH and never reads sh_type or sh_link, so
+    a section that a tool retyped is read as the SHT_RELA section it was (`obj` is changed to
+    that end); one whose entries cannot be read that way shows none.
     """
+    restore_retyped(obj)
     views = []
-    symbols = obj.symbols
     for sec in obj.sections:
         if not sec.name.startswith(".klp.rela.") and not sec.flags & SHF_RELA_LIVEPATCH:
             continue
         loadable = sec.flags & (SHF_ALLOC | SHF_RELA_LIVEPATCH) == SHF_ALLOC | SHF_RELA_LIVEPATCH
         if sec.type == SHT_RELA:
             target = sec.info_section.name if sec.info_section is not None else None
-            entries = tuple((r.offset, r.type, r.addend, *_symbol_key(r.symbol)) for r in sec.relocs)
         else:
             target = obj.sections[sec.info].name if 0 < sec.info < len(obj.sections) else None
-            raw = []
-            for offset, info, addend in RELA.iter_unpack(sec.data[:len(sec.data) // RELA_SIZE * RELA_SIZE]):
-                index = info >> 32
-                sym = symbols[index] if index < len(symbols) else None
-                name, shndx = _symbol_key(sym) if sym is not None else (f"#{index}", -1)
-                raw.append((offset, info & 0xFFFFFFFF, addend, name, shndx))
-            entries = tuple(raw)
+        entries = tuple((r.offset, r.type, r.addend, *_symbol_key(r.symbol)) for r in sec.relocs)
         views.append(KlpSectionView(sec.name, loadable, target, entries))
     return tuple(views)
 
