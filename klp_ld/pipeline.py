@@ -313,10 +313,11 @@ def _kept_after_link(obj: ElfObject, step: BtfStep | None, scratch: str, display
                "make ... CONFIG_DEBUG_INFO_BTF_MODULES= to skip that step")))
 
 
-def _target(cwd: str) -> Target:
-    """The kernel kbuild builds for, or an unknown one when the hints disagree or say nothing."""
+def _target(cmd: LinkCommand) -> Target:
+    """The kernel kbuild builds for, from the same hints the inputs were held to, or an unknown
+    one when they disagree or say nothing."""
     try:
-        return find_target(cwd, os.environ)
+        return find_target(cmd.cwd, os.environ, cmd.script)
     except KlpLdError:
         return Target(None, None, "nothing")
 
@@ -418,7 +419,7 @@ def _livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
     if not written:
         raise fail("the real linker exited with status 0 but wrote no output", obj=shown_out)
     if cmd.kind == cmdline.FINAL:
-        converted = finish_module(placed.temp, shown_out, report, _target(cmd.cwd), tmpdir)
+        converted = finish_module(placed.temp, shown_out, report, _target(cmd), tmpdir)
         if converted is not None:
             if any(r.reason.startswith("annotated") and not r.was_weak for r in report.renames):
                 report.diagnostics.append(note(
