@@ -129,6 +129,24 @@ def kbuild(module_dir: Path, **kwargs: object) -> subprocess.CompletedProcess[st
                           text=True, check=False)
 
 
+def livepatch_build(module: Path, ko: str, ld: str | None, kallsyms: Path, jobs: int) -> float:
+    """Build a livepatch module tree with kbuild; returns the wall time, exits if the build failed.
+
+    `ld=None` is the baseline a livepatch author has without klp-ld: plain ld, with modpost's
+    errors for the unresolved names turned into warnings; klp-ld reads symbols from `kallsyms`.
+    """
+    if ld is None:
+        cmd = kbuild_command(module, make_vars={"KBUILD_MODPOST_WARN": "1"}, jobs=jobs)
+        env = klp_env()
+    else:
+        cmd = kbuild_command(module, ld=ld, jobs=jobs)
+        env = klp_env({"KLP_LD_SYMBOLS": str(kallsyms)})
+    elapsed, status = spawn(cmd, env=env)
+    if status != 0 or not (module / ko).is_file():
+        sys.exit(f"the build with LD={ld or 'ld'} failed (status {status}): {' '.join(cmd)}")
+    return elapsed
+
+
 def installed_command() -> Path:
     """The `klp-ld` command pip installed for this interpreter (`pip install -e .`)."""
     import sysconfig

@@ -27,11 +27,9 @@ from benchmarks._bench import (  # noqa: E402
     bench_cache,
     fresh_copy,
     interleave,
-    kbuild_command,
-    klp_env,
+    livepatch_build,
     need,
     report,
-    spawn,
 )
 from benchmarks.gen_big_module import generate  # noqa: E402
 
@@ -54,15 +52,7 @@ def main() -> int:
 
         def build(ld: str | None) -> float:
             module = fresh_copy(gen.directory, work)
-            if ld is None:
-                cmd = kbuild_command(module, make_vars={"KBUILD_MODPOST_WARN": "1"}, jobs=opts.jobs)
-                env = klp_env()
-            else:
-                cmd = kbuild_command(module, ld=ld, jobs=opts.jobs)
-                env = klp_env({"KLP_LD_SYMBOLS": str(kallsyms)})
-            elapsed, status = spawn(cmd, env=env)
-            if status != 0 or not (module / "bigklp.ko").is_file():
-                sys.exit(f"the build with LD={ld or 'ld'} failed (status {status}): {' '.join(cmd)}")
+            elapsed = livepatch_build(module, "bigklp.ko", ld, kallsyms, opts.jobs)
             shutil.rmtree(module)
             return elapsed
 

@@ -31,11 +31,10 @@ from benchmarks._bench import (  # noqa: E402
     bench_cache,
     fresh_copy,
     interleave,
-    kbuild_command,
     klp_env,
+    livepatch_build,
     need,
     report,
-    spawn,
 )
 
 SOURCE = ROOT / "benchmarks" / "data" / "p5_livepatch"
@@ -57,15 +56,7 @@ def main() -> int:
     def build(ld: str | None, keep: bool = False) -> float:
         module = fresh_copy(SOURCE, work)
         shutil.copy(OBJECTS / "klp.h", module / "klp.h")
-        if ld is None:
-            cmd = kbuild_command(module, make_vars={"KBUILD_MODPOST_WARN": "1"}, jobs=opts.jobs)
-            env = klp_env()
-        else:
-            cmd = kbuild_command(module, ld=ld, jobs=opts.jobs)
-            env = klp_variant
-        elapsed, status = spawn(cmd, env=env)
-        if status != 0 or not (module / f"{MODULE}.ko").is_file():
-            sys.exit(f"the build with LD={ld or 'ld'} failed (status {status}): {' '.join(cmd)}")
+        elapsed = livepatch_build(module, f"{MODULE}.ko", ld, kallsyms, opts.jobs)
         if not keep:
             shutil.rmtree(module)
         return elapsed
