@@ -238,7 +238,7 @@ def _name(hdr: _Header, data: bytes, long_names: bytes | None, thin: bool,
         length = int(text[3:])
         if length > hdr.size or hdr.body + length > len(data):
             raise fail(f"{label} has a name of {length} bytes, longer than its data", obj=display)
-        return _decode(data[hdr.body:hdr.body + length].split(b"\0", 1)[0]), None, length
+        return _member_name(data[hdr.body:hdr.body + length].split(b"\0", 1)[0], label, display), None, length
     if text.startswith(b"/"):  # GNU: /N, an offset into the long-name table (thin: /N:origin)
         ref, colon, origin = text[1:].partition(b":")
         if not ref.isdigit() or (colon and not (thin and origin.isdigit())):
@@ -253,13 +253,20 @@ def _name(hdr: _Header, data: bytes, long_names: bytes | None, thin: bool,
         name = name[:-1] if name.endswith(b"/") else name
         if not name:
             raise fail(f"{label} names an empty long name at {start}", obj=display)
-        return _decode(name), int(origin) if colon else None, 0
+        return _member_name(name, label, display), int(origin) if colon else None, 0
     short = raw.split(b"\0", 1)[0]
     # GNU ends a short name with '/'; BSD pads it with spaces.
     short = short.split(b"/", 1)[0] if b"/" in short else short.rstrip(b" ")
     if not short:
         raise fail(f"{label} has an empty name", obj=display)
-    return _decode(short), None, 0
+    return _member_name(short, label, display), None, 0
+
+
+def _member_name(raw: bytes, label: str, display: str) -> str:
+    """A member name as ar writes names: no NUL, no newline (the long-name table's separator)."""
+    if b"\0" in raw or b"\n" in raw:
+        raise fail(f"{label} has a malformed name {_decode(raw)!r}", obj=display)
+    return _decode(raw)
 
 
 def _parse_index(name: str, body: bytes, where: str) -> dict[int, list[str]]:
