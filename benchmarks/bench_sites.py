@@ -1,4 +1,4 @@
-"""Throughput of klp_ld.x86_sites.check_text_sites on a generated object with ~10k text sites.
+"""Throughput of klp_ld.arch.x86_64_text.check_text_sites on a generated object with ~10k text sites.
 
 Run on demand (pytest does not collect it):  python benchmarks/bench_sites.py [--sites N] [--runs R]
 
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from klp_ld.x86_sites import RelocSite, check_text_sites  # noqa: E402
+from klp_ld.arch.sites import RelocSite  # noqa: E402
+from klp_ld.arch.x86_64_text import check_text_sites  # noqa: E402
 
 # (assembly, relocations it carries)
 RELOCATED = [

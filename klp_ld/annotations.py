@@ -4,9 +4,9 @@ Three dialects say which kernel symbol an undefined reference means:
 
 - klp-convert's `KLP_MODULE_RELOC(obj)` + `KLP_SYMPOS(sym, pos)`: an array of packed
   `struct klp_module_reloc { void *sym; u32 sympos; }` (12 bytes) in `.klp.module_relocs.<obj>`.
-  The symbol is named only by the R_X86_64_64 relocation on `sym`, and entries are not dense once
-  objects are concatenated (each input section is 8-aligned), so records are found through their
-  relocations, never by stride.
+  The symbol is named only by the 64-bit absolute relocation on `sym` (R_X86_64_64), and entries
+  are not dense once objects are concatenated (each input section is 8-aligned), so records are
+  found through their relocations, never by stride.
 - SUSE's `KLP_RELOC_SYMBOL[_POS](lp_obj, sym_obj, sym[, pos])`: an asm label
   `.klp.sym.rela.<lp_obj>.<sym_obj>.<sym>.<pos>` (or `,<pos>`) on the extern declaration.
 - A raw `.klp.sym.<obj>.<sym>,<pos>` reference written in the source.
@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, error
-from klp_ld.elf.consts import RX86, SHT_NOBITS, STB_WEAK, reloc_name
+from klp_ld.elf.consts import SHT_NOBITS, STB_WEAK
 from klp_ld.elf.layout import KLP_MODULE_RELOC
 from klp_ld.elf.model import ElfObject, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
@@ -66,6 +67,7 @@ def harvest(obj: ElfObject) -> Harvest:
 
 
 def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: list[Diagnostic]) -> None:
+    arch = arch_of(obj)
     for sec in obj.sections_named(MODULE_RELOCS):
         if sec.is_rela:
             continue
@@ -92,9 +94,9 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
                 problems.append(error("two relocations in one 12-byte annotation record",
                                       code="annotation-overlap", symbol=label, **at))
                 continue
-            if rela.type != RX86.R64:
-                problems.append(error(f"annotation record relocation has type {reloc_name(rela.type)}; "
-                                      "expected R_X86_64_64 on the 'sym' field",
+            if rela.type != arch.abs64:
+                problems.append(error(f"annotation record relocation has type {arch.reloc_name(rela.type)}; "
+                                      f"expected {arch.reloc_name(arch.abs64)} on the 'sym' field",
                                       code="annotation-bad-reloc", symbol=label, **at))
                 continue
             if rela.offset + RECORD_SIZE > sec.size:

@@ -6,7 +6,8 @@ an identity symbol:
 - a copy goes to `.klp.rela.<obj>.<target section>` (SHT_RELA, SHF_ALLOC|SHF_INFO_LINK|
   SHF_RELA_LIVEPATCH, linked to `.symtab`, `sh_info` = target); SHF_ALLOC because module-specific
   sections are applied after the load image is freed;
-- the original becomes R_X86_64_NONE against no symbol, so the loader writes each site once;
+- the original becomes the architecture's NONE type against no symbol, so the loader writes
+  each site once;
 - the symbol becomes `.klp.sym.<obj>.<name>,<pos>` in SHN_LIVEPATCH.
 The annotation sections have done their job and are removed.
 """
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from klp_ld.arch import arch_of
 from klp_ld.diag import KlpLdError, error
 from klp_ld.elf.consts import (
-    RX86,
     SHF_ALLOC,
     SHF_INFO_LINK,
     SHF_RELA_LIVEPATCH,
@@ -85,6 +86,7 @@ def convert(obj: ElfObject) -> ConvertResult:
     for sym, identity in identities.values():
         kernel_symbol.setdefault(identity.kernel_name, sym)
 
+    none = arch_of(obj).none
     klp_secs: dict[tuple[str, int], Section] = {}
     conversions: list[Conversion] = []
     for rsec in list(obj.rela_sections()):
@@ -105,7 +107,7 @@ def convert(obj: ElfObject) -> ConvertResult:
             klp.relocs.append(Rela(rela.offset, rela.type, kernel_symbol[identity.kernel_name], rela.addend))
             conversions.append(Conversion(target.name, rela.offset, rela.type, rela.addend, identity,
                                           sym.name, klp_name))
-            rela.type = RX86.NONE
+            rela.type = none
             rela.symbol = None
             rela.addend = 0
 

@@ -17,6 +17,7 @@ from types import FrameType
 
 from klp_ld import cmdline
 from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
+from klp_ld.arch import arch_of
 from klp_ld.cmdline import LinkCommand
 from klp_ld.convert import convert, has_work
 from klp_ld.diag import Diagnostic, KlpLdError, error, fail, note
@@ -249,6 +250,7 @@ def _kept_for_objtool(objects: list[tuple[int, int, str, ElfObject, Harvest]]) -
 
 
 def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list[SiteDecision]:
+    arch = arch_of(obj)
     by_new = {r.new: r for r in reversed(renames)}
     out = []
     for target, rela in obj.relocs_against():
@@ -256,8 +258,8 @@ def _site_decisions(obj: ElfObject, display: str, renames: list[Rename]) -> list
         if sym is None or sym.name not in by_new or target.name.startswith(".klp.module_relocs."):
             continue
         r = by_new[sym.name]
-        out.append(SiteDecision(display, target.name, rela.offset, rela.type, r.old, rela.addend, r.new,
-                                r.reason))
+        out.append(SiteDecision(display, target.name, rela.offset, arch.reloc_name(rela.type), r.old,
+                                rela.addend, r.new, r.reason))
     return out
 
 
@@ -270,10 +272,11 @@ def finish_module(path: str, display: str, report: Report, target: Target, scrat
         return None
     result = convert(obj)
     report.removed_sections.extend(result.removed_sections)
+    arch = arch_of(obj)
     for conv in result.conversions:
-        report.sites.append(SiteDecision(display, conv.section, conv.offset, conv.r_type, conv.link_name,
-                                         conv.addend, f"{conv.klp_section} {conv.identity.kernel_name}",
-                                         "converted"))
+        report.sites.append(SiteDecision(display, conv.section, conv.offset, arch.reloc_name(conv.r_type),
+                                         conv.link_name, conv.addend,
+                                         f"{conv.klp_section} {conv.identity.kernel_name}", "converted"))
     problems = check_module(obj, result.conversions)
     problems.extend(reload_caveat(target.release, result.conversions, display))
     site_problems, records = check_sites(obj, result.conversions)

@@ -17,7 +17,6 @@ from typing import Any
 
 from klp_ld.annotations import Annotation
 from klp_ld.diag import Diagnostic, printable
-from klp_ld.elf.consts import reloc_name
 from klp_ld.rename import Rename
 
 SCHEMA = "klp-ld-report/1"
@@ -39,19 +38,19 @@ class SiteDecision:
     obj: str
     section: str
     offset: int
-    r_type: int
+    reloc: str  # the type, as readelf names it
     symbol: str
     addend: int
     target: str
     reason: str
 
     def line(self) -> str:
-        return (f"{self.obj}: {self.section}+{self.offset:#x} {reloc_name(self.r_type)} "
+        return (f"{self.obj}: {self.section}+{self.offset:#x} {self.reloc} "
                 f"{self.symbol}{signed(self.addend)} -> {self.target} ({self.reason})")
 
     def as_json(self) -> dict[str, Any]:
         return {"obj": self.obj, "section": self.section, "offset": self.offset,
-                "type": reloc_name(self.r_type), "symbol": self.symbol, "addend": self.addend,
+                "type": self.reloc, "symbol": self.symbol, "addend": self.addend,
                 "target": self.target, "reason": self.reason}
 
 

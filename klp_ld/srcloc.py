@@ -32,8 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, KlpLdError
-from klp_ld.elf.consts import RX86, SHN_ABS
+from klp_ld.elf.consts import SHN_ABS
 from klp_ld.elf.model import ElfObject, Section, Symbol
 from klp_ld.elf.read import read_elf
 
@@ -44,13 +45,9 @@ _FIRST_ADDRESS = 1 << 20
 _GAP = 1 << 12
 # sh_flags: the section holds an Elf64_Chdr and compressed contents.
 _SHF_COMPRESSED = 0x800
-# The relocation types of x86_64 DWARF: the field each writes, and whether it is PC-relative (a
-# debug section's own address is 0).
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_FIELDS: dict[int, tuple[struct.Struct, bool]] = {
-    RX86.R64: (_U64, False), RX86.R32: (_U32, False), RX86.R32S: (_U32, False),
-    RX86.PC32: (_U32, True), RX86.PC64: (_U64, True)}
+# The whole little-endian fields DWARF relocations write (the architecture's `data_fields` say
+# which types write one, and whether the value is PC-relative; a debug section's address is 0).
+_FORMS = {8: struct.Struct("<Q"), 4: struct.Struct("<I")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +158,9 @@ def _debug_image(data: bytes, obj: ElfObject, layout: dict[int, int]) -> bytes |
     """`data` with the relocations of its `.debug_*` sections applied in place, code at the
     addresses of `layout`; None when a debug section is compressed (its relocations apply to the
     uncompressed bytes, which have no place in the file)."""
+    arch = arch_of(obj)
+    fields = {t: (_FORMS[arch.widths[t]], pc) for t, pc in arch.data_fields.items()
+              if arch.widths[t] in _FORMS}
     image = bytearray(data)
     for rsec in obj.rela_sections():
         target = rsec.info_section
@@ -169,9 +169,9 @@ def _debug_image(data: bytes, obj: ElfObject, layout: dict[int, int]) -> bytes |
         if target.flags & _SHF_COMPRESSED:
             return None
         for rela in rsec.relocs:
-            field = _FIELDS.get(rela.type)
+            field = fields.get(rela.type)
             if field is None:
-                continue  # R_X86_64_NONE, or a type DWARF does not use: the bytes stay as they are
+                continue  # NONE, or a type DWARF does not use: the bytes stay as they are
             form, pc_relative = field
             if rela.offset + form.size > len(target.data):
                 continue

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from klp_ld.arch import Arch, arch_of
+from klp_ld.arch.sites import CapstoneUnavailable, RelocSite, Severity, SiteProblem, check_data_sites
 from klp_ld.convert import Conversion
 from klp_ld.diag import Diagnostic, error, note, warning
 from klp_ld.elf.consts import (
-    KERNEL_RELOC_TYPES,
-    RELOC_WIDTH,
-    RX86,
     SHF_ALLOC,
     SHF_RELA_LIVEPATCH,
     SHN_ABS,
@@ -25,31 +24,13 @@ from klp_ld.elf.consts import (
     SHT_NOBITS,
     SHT_RELA,
     STB_WEAK,
-    reloc_name,
 )
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
 from klp_ld.names import KLP_RELA, KLP_SYM, MODULE_RELOCS, VMLINUX, identity_problems
 from klp_ld.report import SiteCheckRecord
-from klp_ld.x86_sites import (
-    CapstoneUnavailable,
-    RelocSite,
-    Severity,
-    SiteProblem,
-    check_data_sites,
-    check_text_sites,
-)
 
 # What the loader needs (apply_relocations, move_module); pahole drops SHF_INFO_LINK, which is harmless.
 REQUIRED_KLP_FLAGS = SHF_ALLOC | SHF_RELA_LIVEPATCH
-# Sections the loader consumes before module-specific klp relocations exist (module_finalize and the
-# COMING notifiers run before klp_module_coming):
-# a vmlinux identity is written in time, a module one is not.
-EARLY_CONSUMED = (".altinstructions", ".altinstr_replacement", ".altinstr_aux", ".parainstructions",
-                  "__jump_table", ".static_call_sites")
-# Tables that must only describe the module's own code: no klp relocation at all.
-OWN_CODE_TABLES = ("__ex_table", "__bug_table", "__mcount_loc", ".orc_unwind", ".orc_unwind_ip",
-                   ".orc_header", ".smp_locks", ".return_sites", ".call_sites", ".retpoline_sites",
-                   ".ibt_endbr_seal", ".cfi_sites", "__patchable_function_entries", ".kcfi_traps")
 # Where ordinary code and data live; a klp relocation anywhere else is in a section nobody vetted.
 ORDINARY_PREFIXES = (".text", ".data", ".rodata", ".bss", ".init.", ".exit.", ".noinstr.text",
                      ".ref.text", ".sched.text", ".cpuidle.text", ".entry.text", ".static_call.text",
@@ -93,7 +74,8 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
     out = []
     kw = where
     ident = conv.identity
-    type_problem = klp_reloc_type_problem(conv.r_type)
+    arch = arch_of(obj)
+    type_problem = arch.klp_type_problem(conv.r_type)
     if type_problem is not None:
         out.append(error(type_problem[1], code=type_problem[0], **kw))
     if target is None:
@@ -114,8 +96,8 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
                          f"vmlinux symbol '{ident.name}'; the kernel refuses this (invalid access to "
                          "vmlinux symbol from module-specific livepatch relocation section)",
                          code="vmlinux-in-module-section", **kw))
-    width = RELOC_WIDTH.get(conv.r_type)
-    if width is not None:
+    width = arch.widths.get(conv.r_type)
+    if width is not None and arch.zero_sites:
         if target.type == SHT_NOBITS:
             out.append(error(f"relocation site in {target.name}, which has no file contents",
                              code="site-nobits", **kw))
@@ -126,26 +108,8 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
             value = target.data[conv.offset:conv.offset + width].hex(" ")
             out.append(error(f"site bytes are not zero ({value}); the loader refuses to relocate a "
                              "nonzero site", code="site-nonzero", **kw))
-    out.extend(_check_special(target, conv, kw))
+    out.extend(_check_special(arch, target, conv, kw))
     return out
-
-
-def klp_reloc_type_problem(r_type: int) -> tuple[str, str] | None:
-    """(code, message) when the loader would refuse this type in a livepatch relocation.
-
-    Every klp relocation resolves to a kernel or module address, and all of those are
-    0xffff...: R_X86_64_32 zero-extends, so it can never hold one (apply_relocate_add's overflow
-    check fails at load), although it is a type the loader knows.
-    """
-    if r_type == RX86.R32:
-        return ("reloc-32", "R_X86_64_32 cannot hold a kernel address: no kernel or module address fits in "
-                "32 unsigned bits (they are 0xffff...): the loader refuses it at load with 'overflow in "
-                "relocation type 10'; use R_X86_64_32S (a sign-extended imm32, as `mov $sym, %rax` under "
-                "-mcmodel=kernel), a 64-bit mov (movabs $sym, %rax) or a RIP-relative lea (R_X86_64_PC32)")
-    if r_type not in KERNEL_RELOC_TYPES or r_type == RX86.NONE:
-        return ("reloc-type", f"relocation type {reloc_name(r_type)} cannot be a livepatch relocation: "
-                "the x86_64 loader applies only R_X86_64_64, 32, 32S, PC32, PLT32 and PC64")
-    return None
 
 
 def read_before_klp_enable(section: str) -> str | None:
@@ -160,13 +124,14 @@ def read_before_klp_enable(section: str) -> str | None:
     return READ_BEFORE_KLP_ENABLE.get(section)
 
 
-def _check_special(target: Section, conv: Conversion, kw: dict[str, Any]) -> list[Diagnostic]:
+def _check_special(arch: Arch, target: Section, conv: Conversion,
+                   kw: dict[str, Any]) -> list[Diagnostic]:
     name = target.name
     ident = conv.identity
-    if name in OWN_CODE_TABLES or name.startswith(".orc"):
+    if name in arch.own_code_tables or name.startswith(".orc"):
         return [error(f"klp relocation in {name}, a table that may only describe the module's own code",
                       code="special-section", **kw)]
-    if name in EARLY_CONSUMED:
+    if name in arch.early_consumed:
         if ident.rela_obj != VMLINUX or ident.sym_obj != VMLINUX:
             hint = ("use static_key_enabled() instead" if name == "__jump_table" else
                     "call the function directly instead" if name == ".static_call_sites" else
@@ -200,6 +165,7 @@ def check_tables(obj: ElfObject) -> list[Diagnostic]:
     The final link judges its own output with these, and `klp-ld check` judges any module with them,
     so a module another tool rewrote after the link (objcopy, ld -r) fails the same way.
     """
+    arch = arch_of(obj)
     out: list[Diagnostic] = []
     for sec in obj.sections_named(KLP_RELA):
         out.extend(_klp_section_problems(obj, sec))
@@ -215,7 +181,7 @@ def check_tables(obj: ElfObject) -> list[Diagnostic]:
         target = rsec.info_section
         is_klp = rsec.name.startswith(KLP_RELA)
         for rela in rsec.relocs:
-            if rela.type == RX86.NONE:
+            if rela.type == arch.none:
                 continue
             sym = rela.symbol
             sec_name = target.name if target is not None else rsec.name
@@ -257,10 +223,10 @@ def _livepatch(sym: Symbol) -> bool:
 def _unconverted(obj: ElfObject, section: str, rela: Rela, sym: Symbol) -> Diagnostic:
     outcome = ("resolves it as a weak undefined symbol to 0, silently" if sym.bind == STB_WEAK else
                "refuses the module (Unknown symbol)")
-    return error(f"{reloc_name(rela.type)} relocation against undefined livepatch identity: no final link "
-                 "converted it into a .klp.rela section (linked by plain ld, or ld -r after klp-ld?), so the "
-                 f"loader {outcome}", code="unconverted-reloc", obj=obj.path, section=section,
-                 offset=rela.offset, symbol=sym.name)
+    return error(f"{arch_of(obj).reloc_name(rela.type)} relocation against undefined livepatch identity: no "
+                 "final link converted it into a .klp.rela section (linked by plain ld, or ld -r after "
+                 f"klp-ld?), so the loader {outcome}", code="unconverted-reloc", obj=obj.path,
+                 section=section, offset=rela.offset, symbol=sym.name)
 
 
 def _shndx_text(sym: Symbol) -> str:
@@ -340,6 +306,7 @@ def check_sites(obj: ElfObject,
     by_section: dict[str, list[Conversion]] = {}
     for conv in conversions:
         by_section.setdefault(conv.section, []).append(conv)
+    arch = arch_of(obj)
     problems: list[Diagnostic] = []
     records: list[SiteCheckRecord] = []
     for name, convs in by_section.items():
@@ -350,7 +317,7 @@ def check_sites(obj: ElfObject,
         if sec.is_exec:
             funcs = [(s.value, s.size) for s in obj.function_symbols(sec)]
             try:
-                checks = check_text_sites(sec.data, name, funcs, sites)
+                checks = arch.check_text_sites(sec.data, name, funcs, sites)
             except CapstoneUnavailable as exc:
                 problems.append(error(f"cannot validate relocation sites: {exc}", code="no-capstone",
                                       obj=obj.path))
@@ -360,10 +327,10 @@ def check_sites(obj: ElfObject,
                 if check.problem is not None:
                     problems.append(_from_site_problem(obj.path, name, check.problem))
         else:
-            found = check_data_sites(name, sec.size, sites)
+            found = check_data_sites(arch, name, sec.size, sites)
             bad = {p.offset for p in found if p.severity == Severity.ERROR}
             for conv in convs:
-                detail = f"{name}+{conv.offset:#x} {reloc_name(conv.r_type)} data field"
+                detail = f"{name}+{conv.offset:#x} {arch.reloc_name(conv.r_type)} data field"
                 records.append(SiteCheckRecord(obj.path, name, conv.offset, conv.offset not in bad, detail))
             problems.extend(_from_site_problem(obj.path, name, p) for p in found)
     return problems, records

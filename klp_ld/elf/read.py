@@ -16,10 +16,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from klp_ld.arch import for_machine, supported_names
 from klp_ld.diag import fail
 from klp_ld.elf.consts import (
     ELFMAG,
-    EM_X86_64,
     ET_REL,
     SHF_COMPRESSED,
     SHF_INFO_LINK,
@@ -57,8 +57,8 @@ def read_elf_file(path: str, display: str | None = None) -> ElfObject:
 def read_elf(data: bytes, name: str) -> ElfObject:
     """Parse `data`; every malformation is reported as `klp-ld: error: NAME: reason`."""
     ehdr = read_file_header(data, name)
-    if ehdr.e_machine != EM_X86_64:
-        raise fail(f"unsupported machine {ehdr.e_machine} (only x86_64 is supported)", obj=name)
+    if for_machine(ehdr.e_machine) is None:
+        raise fail(f"unsupported machine {ehdr.e_machine} (klp-ld supports {supported_names()})", obj=name)
     if ehdr.e_type != ET_REL:
         raise fail(f"not a relocatable object (e_type {ehdr.e_type})", obj=name)
     try:
@@ -127,7 +127,7 @@ def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
             _read_group(sec, symbols, name, section_at)
 
     return ElfObject(
-        path=name, e_type=ET_REL, e_machine=EM_X86_64, e_version=ehdr.e_version, e_flags=ehdr.e_flags,
+        path=name, e_type=ET_REL, e_machine=ehdr.e_machine, e_version=ehdr.e_version, e_flags=ehdr.e_flags,
         e_ident_tail=ehdr.e_ident[len(ELFMAG):], sections=sections, symbols=symbols,
         symtab=symtab, strtab_original=strtab_bytes, shstrtab=sections[shstrndx] if shstrndx else None)
 

@@ -23,7 +23,7 @@ from klp_ld import __version__, realld
 from .conftest import OBJECTS, Toolchain
 from .drive import ROOT, WRAPPER
 
-HEAVY = ("elftools", "capstone", "klp_ld.pipeline", "klp_ld.elf", "klp_ld.x86_sites", "json", "subprocess")
+HEAVY = ("elftools", "capstone", "klp_ld.pipeline", "klp_ld.elf", "klp_ld.arch", "json", "subprocess")
 PASS_THROUGH_MODULES = {"klp_ld", "klp_ld.launch", "klp_ld.cmdline", "klp_ld.realld"}
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from klp_ld.elf.consts import RX86, SHF_ALLOC, SHF_INFO_LINK, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
+from klp_ld.arch.x86_64 import RX86
+from klp_ld.elf.consts import SHF_ALLOC, SHF_INFO_LINK, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
 from klp_ld.elf.read import read_elf_file
 
 from .conftest import OBJECTS, Toolchain, run_klp_ld

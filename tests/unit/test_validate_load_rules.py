@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from klp_ld.elf.consts import RX86
+from klp_ld.arch.x86_64 import RX86
 from klp_ld.elf.read import read_elf_file
 from klp_ld.elf.write import write_elf
 

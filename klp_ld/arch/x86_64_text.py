@@ -1,16 +1,10 @@
-"""Relocation-site checks for x86_64 relocatable objects and kernel modules.
+"""x86_64 text relocation sites, checked against the instructions capstone decodes.
 
-A relocation the kernel applies at the wrong place corrupts code silently: ``apply_relocate_add`` writes
-wherever ``r_offset`` says and only complains when the old bytes are not zero.  klp-ld rewrites relocations
-(new symbols, new sections), so before it trusts its own output it checks every site against the code:
-
-* In executable sections a site must be the first byte of an instruction's displacement or immediate
-  field, of exactly the width the relocation type writes, and, for PC-relative types, its addend must
-  fit the instruction: the CPU adds a RIP-relative field to the *end* of the instruction, so the addend is
-  ``symbol offset - (instruction end - site)``.
-* In data sections a site must fit inside the section, and the kernel's own tables (``__jump_table``,
-  ``__ex_table``, ...) must be naturally aligned; elsewhere misalignment only earns a warning, because
-  packed structs exist.
+``apply_relocate_add`` writes wherever ``r_offset`` says and only complains when the old bytes are not
+zero. So a site in code must be the first byte of an instruction's displacement or immediate field, of
+exactly the width the relocation type writes, and, for PC-relative types, its addend must fit the
+instruction: the CPU adds a RIP-relative field to the *end* of the instruction, so the addend is
+``symbol offset - (instruction end - site)``. (Data sites are checked by ``klp_ld.arch.sites``.)
 
 Instruction boundaries come from capstone.  A sweep may only start at a known instruction start (a
 function symbol, the end of a function, or a section start): started anywhere else, x86's variable-length
@@ -29,145 +23,26 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, NamedTuple
 
-from klp_ld.elf.consts import PC_RELATIVE, RELOC_WIDTH, RX86, reloc_name
-
-__all__ = [
-    "ALIGNED_TABLES",
-    "CapstoneUnavailable",
-    "Field",
-    "FuncRange",
-    "RelocSite",
-    "Severity",
-    "SiteCheck",
-    "SiteInput",
-    "SiteProblem",
-    "check_data_sites",
-    "check_text_sites",
-    "text_site_problems",
-]
+from klp_ld.arch.sites import (
+    CapstoneUnavailable,
+    Field,
+    FuncRange,
+    RelocSite,
+    Severity,
+    SiteCheck,
+    SiteInput,
+    SiteProblem,
+    as_site,
+    describe,
+    plural,
+    width_problem,
+)
+from klp_ld.arch.x86_64 import ARCH, PC_RELATIVE, RX86, WIDTHS, spell
 
 # Longest legal x86 instruction; a detail decode never needs more.
 _MAX_INSN = 15
-
-#: Kernel tables read by the loader, objtool or ftrace as arrays of naturally aligned fields.  A misaligned
-#: relocation there means the entry layout is wrong, not that a struct is packed.
-ALIGNED_TABLES = frozenset(
-    {
-        "__jump_table",
-        "__ex_table",
-        ".altinstructions",
-        "__bug_table",
-        ".static_call_sites",
-        ".smp_locks",
-        ".return_sites",
-        ".call_sites",
-        ".retpoline_sites",
-        ".ibt_endbr_seal",
-        "__mcount_loc",
-        ".orc_unwind_ip",
-    }
-)
-
-# 6.12 packs struct alt_instr to 14 bytes, so half its PC32 fields sit at 2 mod 4.
-_TABLE_ALIGN_OVERRIDE = {".altinstructions": 2}
-
-Field = Literal["disp", "imm"]
-FuncRange = tuple[int, int]
-
-
-class CapstoneUnavailable(RuntimeError):
-    """capstone (>= 5) cannot be imported, so text sites cannot be checked.
-
-    A separate type lets the caller print one clear line (and perhaps carry on without validation)
-    instead of a traceback from deep inside the checker.
-    """
-
-
-class Severity(str, Enum):
-    """Errors make the output unusable; warnings flag layouts that are legal but unusual."""
-
-    ERROR = "error"
-    WARNING = "warning"
-
-
-class RelocSite(NamedTuple):
-    """One relocation to check, in the section it patches.
-
-    The first four fields are what every caller has (a plain 4-tuple is accepted too).  The last two only
-    sharpen the addend check: ``symbol_is_section`` says the symbol is a section (or other base) symbol, so
-    a branch may legitimately target ``symbol + N``; ``symbol_size`` (0 = unknown, as in ELF) lets a data
-    reference whose target falls past the end of the symbol be caught, e.g. addend -4 where -8 is right.
-    """
-
-    offset: int
-    r_type: int
-    addend: int
-    symbol: str
-    symbol_is_section: bool = False
-    symbol_size: int = 0
-
-
-SiteInput = Union[RelocSite, tuple[int, int, int, str]]
-
-
-@dataclass(frozen=True)
-class SiteProblem:
-    """A site that does not fit; ``message`` is one line that stands on its own in a log."""
-
-    offset: int
-    r_type: int
-    symbol: str
-    message: str
-    severity: Severity = Severity.ERROR
-    section: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.section}+{self.offset:#x}" if self.section else f"{self.offset:#x}"
-        return (
-            f"{where}: {self.severity.value}: {reloc_name(self.r_type)} against {self.symbol}: {self.message}"
-        )
-
-
-@dataclass(frozen=True)
-class SiteCheck:
-    """What the checker concluded about one text site, kept for the decision log even when it is fine.
-
-    ``ok`` is False only for errors; a warning leaves ``ok`` True with ``problem`` set.  ``skipped`` marks
-    sites that have nothing to check (R_X86_64_NONE).  ``target_offset`` is the symbol offset the site
-    really refers to: for PC-relative fields the addend corrected by the distance from the field to the
-    end of the instruction, for absolute ones the addend itself.
-    """
-
-    offset: int
-    ok: bool
-    insn_addr: int | None
-    insn_bytes: bytes
-    mnemonic: str
-    op_str: str
-    field: Field | None
-    width: int
-    problem: SiteProblem | None
-    r_type: int = 0
-    symbol: str = ""
-    target_offset: int | None = None
-    skipped: bool = False
-
-    def log_line(self, section: str = "") -> str:
-        """One line for a decision log: site, relocation, and the instruction field it lands on."""
-        where = f"{section}+{self.offset:#x}" if section else f"{self.offset:#x}"
-        head = f"{where} {reloc_name(self.r_type)} {self.symbol}"
-        if self.skipped:
-            return f"{head}: skipped (no field to patch)"
-        if self.problem is not None:
-            return f"{head}: {self.problem.severity.value}: {self.problem.message}"
-        insn = _describe(section, self.insn_addr or 0, self.insn_bytes, self.mnemonic, self.op_str)
-        target = "" if self.target_offset is None else f" -> {self.symbol}{self.target_offset:+#x}"
-        return f"{head}: {self.field}{self.width * 8} of {insn}{target}"
-
 
 class _Insn(NamedTuple):
     """The parts of one detailed decode the checks need, copied out of capstone's objects once."""
@@ -224,19 +99,6 @@ def _load_capstone() -> _Capstone:
     det = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     det.detail = True
     return _Capstone(lite, det, int(cs_x86.X86_INS_NOP), int(capstone.CS_GRP_BRANCH_RELATIVE))
-
-
-def _hex(raw: bytes) -> str:
-    return raw.hex(" ")
-
-
-def _describe(section: str, addr: int, raw: bytes, mnemonic: str, op_str: str) -> str:
-    text = f"{mnemonic} {op_str}".strip()
-    return f"'{text}' ({_hex(raw)}) at {section}+{addr:#x}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _segments(size: int, funcs: Iterable[FuncRange]) -> list[int]:
@@ -328,7 +190,7 @@ def _stop_reason(cs: _Capstone, code: bytes, section: str, sweep: _Sweep, site: 
     origin = f"{section}+{sweep.start:#x}"
     gap = site - stop
     tail = (
-        f"the site is {_plural(gap, 'byte')} further on and cannot be verified"
+        f"the site is {plural(gap, 'byte')} further on and cannot be verified"
         if gap
         else "the site is right there and cannot be verified"
     )
@@ -338,7 +200,7 @@ def _stop_reason(cs: _Capstone, code: bytes, section: str, sweep: _Sweep, site: 
         if site < stop + whole[1]:
             tail = "the site lies in it and cannot be verified"
         return (
-            f"decode failure: {_describe(section, stop, raw, whole[2], whole[3])} runs past the end of the "
+            f"decode failure: {describe(section, stop, raw, whole[2], whole[3])} runs past the end of the "
             f"range swept from {origin} (a function or section boundary at {section}+{sweep.end:#x}, so a "
             f"symbol size disagrees with the code); {tail}"
         )
@@ -348,13 +210,13 @@ def _stop_reason(cs: _Capstone, code: bytes, section: str, sweep: _Sweep, site: 
         guess = next(cs.lite.disasm_lite(padded, stop, 1), None)
         if guess is not None and guess[1] > left:
             return (
-                f"decode failure: the section ends {_plural(left, 'byte')} into a {guess[1]}-byte "
-                f"'{guess[2]}' ({_hex(code[stop:])}) at {section}+{stop:#x}, where the sweep from {origin} "
-                f"stopped; {tail}"
+                f"decode failure: the section ends {plural(left, 'byte')} into a {guess[1]}-byte "
+                f"'{guess[2]}' ({code[stop:].hex(' ')}) at {section}+{stop:#x}, where the sweep from "
+                f"{origin} stopped; {tail}"
             )
     raw = code[stop : min(stop + 8, sweep.end)]
     return (
-        f"decode failure: capstone cannot decode the bytes ({_hex(raw)}) at {section}+{stop:#x}, where "
+        f"decode failure: capstone cannot decode the bytes ({raw.hex(' ')}) at {section}+{stop:#x}, where "
         f"the sweep from {origin} stopped; {tail}"
     )
 
@@ -362,14 +224,14 @@ def _stop_reason(cs: _Capstone, code: bytes, section: str, sweep: _Sweep, site: 
 def _field_problem(insn: _Insn, rel: int, desc: str) -> str:
     """Say where inside the instruction a site landed when it is not on a field start."""
     if insn.disp_off and insn.disp_off < rel < insn.disp_off + insn.disp_size:
-        return f"site is {_plural(rel - insn.disp_off, 'byte')} into the displacement of {desc}"
+        return f"site is {plural(rel - insn.disp_off, 'byte')} into the displacement of {desc}"
     if insn.imm_off and insn.imm_off < rel < insn.imm_off + insn.imm_size:
-        return f"site is {_plural(rel - insn.imm_off, 'byte')} into the immediate of {desc}"
+        return f"site is {plural(rel - insn.imm_off, 'byte')} into the immediate of {desc}"
     fields = []
     if insn.disp_off:
-        fields.append(f"disp at +{insn.disp_off} ({_plural(insn.disp_size, 'byte')})")
+        fields.append(f"disp at +{insn.disp_off} ({plural(insn.disp_size, 'byte')})")
     if insn.imm_off:
-        fields.append(f"imm at +{insn.imm_off} ({_plural(insn.imm_size, 'byte')})")
+        fields.append(f"imm at +{insn.imm_off} ({plural(insn.imm_size, 'byte')})")
     has = "its fields: " + ", ".join(fields) if fields else "it has no displacement or immediate"
     return f"site is at byte {rel} of {desc}, not on a displacement or immediate field ({has})"
 
@@ -381,11 +243,11 @@ def _tail_reason(insn: _Insn, field_end: int) -> str:
         return "the field ends the instruction"
     if insn.imm_off and insn.imm_off >= field_end:
         return f"a trailing imm{insn.imm_size * 8} follows the field"
-    return f"{_plural(trailing, 'byte')} follow the field"
+    return f"{plural(trailing, 'byte')} follow the field"
 
 
 def _pc_problem(
-    site: RelocSite, insn: _Insn, rel: int, width: int, describe: Callable[[], str]
+    site: RelocSite, insn: _Insn, rel: int, width: int, shown: Callable[[], str]
 ) -> tuple[int, str | None]:
     """Check the addend of a PC-relative field the CPU really adds to RIP; return (symbol offset, error)."""
     tail = insn.size - rel
@@ -398,7 +260,7 @@ def _pc_problem(
     elif implied >= 0 and not (site.symbol_size > 0 and implied >= site.symbol_size):
         return implied, None
     reason = _tail_reason(insn, rel + width)
-    desc = describe()
+    desc = shown()
     if insn.rel_branch:
         where = "before the symbol" if implied < 0 else f"{implied:#x} bytes into it"
         return implied, (
@@ -408,13 +270,13 @@ def _pc_problem(
     if implied < 0:
         return implied, (
             f"addend {site.addend} puts the target at {target}, before the symbol: addend {-tail} expected "
-            f"for a field {_plural(tail, 'byte')} before the instruction end ({reason}), plus any field "
+            f"for a field {plural(tail, 'byte')} before the instruction end ({reason}), plus any field "
             f"offset, in {desc}"
         )
     if site.symbol_size > 0 and implied >= site.symbol_size:
         return implied, (
             f"addend {site.addend} puts the target at {target}, past the end of {sym} "
-            f"(size {site.symbol_size:#x}): addend {-tail} expected for a field {_plural(tail, 'byte')} "
+            f"(size {site.symbol_size:#x}): addend {-tail} expected for a field {plural(tail, 'byte')} "
             f"before the instruction end ({reason}), plus any field offset, in {desc}"
         )
     return implied, None
@@ -431,15 +293,15 @@ def _check_one(
 ) -> SiteCheck:
     off = site.offset
     r_type = site.r_type
-    width = RELOC_WIDTH[r_type]  # an IntEnum key is found by its int
+    width = WIDTHS[r_type]  # an IntEnum key is found by its int
 
     def fail(message: str, insn: _Insn | None = None) -> SiteCheck:
-        problem = SiteProblem(off, r_type, site.symbol, message, Severity.ERROR, section)
+        problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
         if insn is None:
-            return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, site.symbol)
-        return SiteCheck(
-            off, False, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem, r_type, site.symbol
-        )
+            return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type),
+                             site.symbol)
+        return SiteCheck(off, False, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
+                         r_type, spell(r_type), site.symbol)
 
     i = bisect.bisect_right(sweep.starts, off) - 1
     if i < 0 or off >= sweep.starts[i] + sweep.sizes[i]:
@@ -451,11 +313,11 @@ def _check_one(
     if insn is None or insn.size != sweep.sizes[i]:
         raw = code[addr : addr + sweep.sizes[i]]
         return fail(
-            f"decode failure: capstone decodes the instruction ({_hex(raw)}) at {section}+{addr:#x} "
+            f"decode failure: capstone decodes the instruction ({raw.hex(' ')}) at {section}+{addr:#x} "
             "differently with detail on; the site cannot be verified"
         )
     if insn.is_nop:
-        desc = _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+        desc = describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
         return fail(f"site is inside a NOP, {desc}: nothing reads this field", insn)
     rel = off - addr
     field: Field
@@ -466,17 +328,17 @@ def _check_one(
         field, have = "imm", insn.imm_size
         kind = "immediate"
     else:
-        desc = _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+        desc = describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
         return fail(_field_problem(insn, rel, desc), insn)
 
-    def describe() -> str:
-        return _describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+    def shown() -> str:
+        return describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
 
     if have != width:
-        desc = describe()
+        desc = shown()
         return fail(
-            f"{reloc_name(r_type)} writes {_plural(width, 'byte')} but the {kind} of {desc} is "
-            f"{_plural(have, 'byte')} wide",
+            f"{spell(r_type)} writes {plural(width, 'byte')} but the {kind} of {desc} is "
+            f"{plural(have, 'byte')} wide",
             insn,
         )
 
@@ -486,25 +348,25 @@ def _check_one(
     severity = Severity.ERROR
     if r_type in PC_RELATIVE:
         if pc_field:
-            target, message = _pc_problem(site, insn, rel, width, describe)
+            target, message = _pc_problem(site, insn, rel, width, shown)
         else:
-            desc = describe()
+            desc = shown()
             what = "displacement (not RIP-relative)" if field == "disp" else "immediate"
             message = (
-                f"PC-relative {reloc_name(r_type)} on the {what} of {desc}: the CPU does not add RIP to "
+                f"PC-relative {spell(r_type)} on the {what} of {desc}: the CPU does not add RIP to "
                 "this field, so the value stays relative to the site itself"
             )
             severity = Severity.WARNING
     elif pc_field:
-        desc = describe()
+        desc = shown()
         what = "RIP-relative displacement" if field == "disp" else "relative branch offset"
         message = (
-            f"absolute {reloc_name(r_type)} on the {what} of {desc}: the CPU adds the instruction end to "
+            f"absolute {spell(r_type)} on the {what} of {desc}: the CPU adds the instruction end to "
             "this field, so a PC-relative type (R_X86_64_PC32 or R_X86_64_PLT32) is expected"
         )
     problem = None
     if message is not None:
-        problem = SiteProblem(off, r_type, site.symbol, message, severity, section)
+        problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, severity, section)
     return SiteCheck(
         off,
         problem is None or severity is Severity.WARNING,
@@ -516,6 +378,7 @@ def _check_one(
         have,
         problem,
         r_type,
+        spell(r_type),
         site.symbol,
         target,
     )
@@ -539,7 +402,7 @@ def check_text_sites(
     """
     data = code if isinstance(code, bytes) else bytes(code)
     size = len(data)
-    items = [s if isinstance(s, RelocSite) else RelocSite(*s) for s in sites]
+    items = [as_site(s) for s in sites]
     results: list[SiteCheck | None] = [None] * len(items)
     pending: list[tuple[int, RelocSite]] = []
     for idx, site in enumerate(items):
@@ -567,31 +430,13 @@ def _precheck(site: RelocSite, section: str, size: int) -> SiteCheck | None:
     """Settle the sites that need no decoding: R_X86_64_NONE, unknown types, sites outside the section."""
     off, r_type = site.offset, site.r_type
     if r_type == RX86.NONE:
-        return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, site.symbol, skipped=True)
-    message = _width_problem(site, size)
+        return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, spell(r_type), site.symbol,
+                         skipped=True)
+    message = width_problem(ARCH, site, size)
     if message is None:
         return None
-    problem = SiteProblem(off, r_type, site.symbol, message, Severity.ERROR, section)
-    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, site.symbol)
-
-
-def _width_problem(site: RelocSite, size: int) -> str | None:
-    r_type = site.r_type
-    try:
-        width = RELOC_WIDTH.get(RX86(r_type))
-    except ValueError:
-        width = None
-    if width is None:
-        return (
-            f"{reloc_name(r_type)} has no known field width here: the kernel's x86_64 apply_relocate_add "
-            "only applies 64, 32, 32S, PC32, PLT32, PC64 and NONE"
-        )
-    if site.offset < 0 or site.offset + width > size:
-        return (
-            f"the {_plural(width, 'byte')} field at {site.offset:#x} does not fit in the section "
-            f"(size {size:#x})"
-        )
-    return None
+    problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
+    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type), site.symbol)
 
 
 def text_site_problems(
@@ -602,49 +447,3 @@ def text_site_problems(
 ) -> list[SiteProblem]:
     """Only the problems (errors and warnings) of ``check_text_sites``, for callers that just report."""
     return [c.problem for c in check_text_sites(code, section, funcs, sites) if c.problem is not None]
-
-
-def check_data_sites(section: str, size: int, sites: Iterable[SiteInput]) -> list[SiteProblem]:
-    """Check relocation sites of a non-executable section: the field fits, and is aligned where it must be.
-
-    Alignment is an error in ``ALIGNED_TABLES`` (2 bytes suffice in ``.altinstructions``, which 6.12 packs)
-    and a warning elsewhere, since ``__packed`` arrays of pointers are legal.  DWARF (``.debug*``) is
-    unaligned by design and gets no alignment remark.  R_X86_64_NONE sites are skipped.
-    """
-    problems: list[SiteProblem] = []
-    strict = section in ALIGNED_TABLES
-    quiet = section.startswith(".debug")
-    for raw in sites:
-        site = raw if isinstance(raw, RelocSite) else RelocSite(*raw)
-        if site.r_type == RX86.NONE:
-            continue
-        message = _width_problem(site, size)
-        if message is not None:
-            problems.append(
-                SiteProblem(site.offset, site.r_type, site.symbol, message, Severity.ERROR, section)
-            )
-            continue
-        width = RELOC_WIDTH[RX86(site.r_type)]
-        align = min(width, _TABLE_ALIGN_OVERRIDE.get(section, width))
-        if site.offset % align == 0 or quiet:
-            continue
-        if strict:
-            why = f"entries of {section} are arrays of naturally aligned fields"
-            if align != width:
-                why = f"{section} fields need at least {align}-byte alignment"
-            severity = Severity.ERROR
-        else:
-            why = "fine for a packed struct, suspicious otherwise"
-            severity = Severity.WARNING
-        problems.append(
-            SiteProblem(
-                site.offset,
-                site.r_type,
-                site.symbol,
-                f"the {_plural(width, 'byte')} field at {section}+{site.offset:#x} is not "
-                f"{align}-byte aligned (offset mod {align} = {site.offset % align}): {why}",
-                severity,
-                section,
-            )
-        )
-    return problems

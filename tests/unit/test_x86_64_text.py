@@ -1,4 +1,4 @@
-"""Tests for klp_ld.x86_sites against objects the system assembler builds from testdata/sites.
+"""Tests for klp_ld.arch.x86_64_text against objects the system assembler builds from testdata/sites.
 
 The fixtures are assembled (or compiled) at test time, once per session; pyelftools reads them here, in
 the tests only, to get what klp-ld's own ELF layer will hand the checker: section bytes, FUNC symbols and
@@ -23,18 +23,19 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # pytest's rootdir is not on sys.path unless klp-ld is installed
     sys.path.insert(0, str(ROOT))
 
-from klp_ld.elf.consts import RELOC_WIDTH, RX86  # noqa: E402
-from klp_ld.x86_sites import (  # noqa: E402
-    ALIGNED_TABLES,
+from klp_ld.arch.sites import (  # noqa: E402
     CapstoneUnavailable,
     RelocSite,
     Severity,
     SiteCheck,
     SiteInput,
     check_data_sites,
-    check_text_sites,
-    text_site_problems,
 )
+from klp_ld.arch.x86_64 import ARCH, RX86  # noqa: E402
+from klp_ld.arch.x86_64 import WIDTHS as RELOC_WIDTH  # noqa: E402
+from klp_ld.arch.x86_64_text import check_text_sites, text_site_problems  # noqa: E402
+
+ALIGNED_TABLES = ARCH.aligned_tables
 
 FIXTURES = ROOT / "testdata" / "sites"
 
@@ -295,7 +296,7 @@ def test_whole_encoding_object_passes(enc: Obj) -> None:
             bad = [c.problem for c in sec.check() if not c.ok or c.problem]
             assert bad == []
         else:
-            assert check_data_sites(sec.name, len(sec.data), sec.sites) == []
+            assert check_data_sites(ARCH, sec.name, len(sec.data), sec.sites) == []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -558,7 +559,7 @@ def test_no_sites_needs_no_capstone(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_importing_does_not_import_capstone() -> None:
-    code = "import sys, klp_ld.x86_sites; assert 'capstone' not in sys.modules, 'capstone imported'"
+    code = "import sys, klp_ld.arch.x86_64_text; assert 'capstone' not in sys.modules, 'capstone imported'"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -579,7 +580,7 @@ def test_kernel_style_object(build: Builder, flags: list[str]) -> None:
                 fields.add((res.field, res.width))
                 text_sites += 1
         else:
-            assert check_data_sites(sec.name, len(sec.data), sec.sites) == [], sec.name
+            assert check_data_sites(ARCH, sec.name, len(sec.data), sec.sites) == [], sec.name
     assert text_sites > 30
     assert {("imm", 4), ("disp", 4)} <= fields
     assert "__mcount_loc" in obj.sections
@@ -591,7 +592,8 @@ def test_kernel_style_object(build: Builder, flags: list[str]) -> None:
 
 def test_data_sites(build: Builder) -> None:
     obj = build("data.s")
-    problems = {name: check_data_sites(name, len(sec.data), sec.sites) for name, sec in obj.sections.items()}
+    problems = {name: check_data_sites(ARCH, name, len(sec.data), sec.sites)
+                for name, sec in obj.sections.items()}
     found = {name: [(p.offset, p.severity) for p in found] for name, found in problems.items()}
     assert found["__jump_table"] == [(0x11, Severity.ERROR)]
     assert found["__ex_table"] == []
@@ -605,17 +607,17 @@ def test_data_sites(build: Builder) -> None:
 
 
 def test_data_site_width() -> None:
-    problems = check_data_sites("__ex_table", 6, [(4, PC32, 0, "fixup"), (0, RX86.NONE, 0, "x")])
+    problems = check_data_sites(ARCH, "__ex_table", 6, [(4, PC32, 0, "fixup"), (0, RX86.NONE, 0, "x")])
     assert [(p.offset, p.severity) for p in problems] == [(4, Severity.ERROR)]
     assert "does not fit" in problems[0].message
-    assert check_data_sites(".rodata", 16, [(8, R64, 0, "p"), (0, PC64, 0, "k")]) == []
-    (bad,) = check_data_sites(".rodata", 16, [(0, RX86.GOTPCREL, 0, "g")])
+    assert check_data_sites(ARCH, ".rodata", 16, [(8, R64, 0, "p"), (0, PC64, 0, "k")]) == []
+    (bad,) = check_data_sites(ARCH, ".rodata", 16, [(0, RX86.GOTPCREL, 0, "g")])
     assert bad.severity is Severity.ERROR
 
 
 @pytest.mark.parametrize("table", sorted(ALIGNED_TABLES))
 def test_every_known_table_is_strict(table: str) -> None:
-    (p,) = check_data_sites(table, 64, [(3, PC32, 0, "x")])
+    (p,) = check_data_sites(ARCH, table, 64, [(3, PC32, 0, "x")])
     assert p.severity is Severity.ERROR and p.section == table
 
 

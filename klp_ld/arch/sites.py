@@ -1,0 +1,177 @@
+"""What every architecture's site checker takes and returns, and the data-site check they share.
+
+A relocation the kernel applies at the wrong place corrupts code or data silently, so before klp-ld
+trusts its own output it checks every site: in code, against the instruction capstone decodes there
+(one `*_text` module per architecture); in data, that the field fits the section and is aligned
+where the kernel's tables need it. Everything here is a pure function of the bytes and lists given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple, Union
+
+from klp_ld.arch.model import Arch
+
+#: The instruction field a text site lands on, in the architecture's own words ("disp", "imm", ...).
+Field = str
+#: (st_value, st_size) of a FUNC symbol in the section being checked.
+FuncRange = tuple[int, int]
+
+
+class CapstoneUnavailable(RuntimeError):
+    """capstone (>= 5) cannot be imported, so text sites cannot be checked.
+
+    A separate type lets the caller print one clear line instead of a traceback from deep inside
+    the checker.
+    """
+
+
+class Severity(str, Enum):
+    """Errors make the output unusable; warnings flag layouts that are legal but unusual."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class RelocSite(NamedTuple):
+    """One relocation to check, in the section it patches.
+
+    The first four fields are what every caller has (a plain 4-tuple is accepted too). The last two
+    only sharpen the addend check: ``symbol_is_section`` says the symbol is a section (or other base)
+    symbol, so a branch may legitimately target ``symbol + N``; ``symbol_size`` (0 = unknown, as in
+    ELF) lets a data reference whose target falls past the end of the symbol be caught.
+    """
+
+    offset: int
+    r_type: int
+    addend: int
+    symbol: str
+    symbol_is_section: bool = False
+    symbol_size: int = 0
+
+
+SiteInput = Union[RelocSite, tuple[int, int, int, str]]
+
+
+@dataclass(frozen=True)
+class SiteProblem:
+    """A site that does not fit; ``message`` is one line that stands on its own in a log."""
+
+    offset: int
+    r_type: int
+    type_name: str
+    symbol: str
+    message: str
+    severity: Severity = Severity.ERROR
+    section: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.section}+{self.offset:#x}" if self.section else f"{self.offset:#x}"
+        return f"{where}: {self.severity.value}: {self.type_name} against {self.symbol}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SiteCheck:
+    """What the checker concluded about one text site, kept for the decision log even when it is fine.
+
+    ``ok`` is False only for errors; a warning leaves ``ok`` True with ``problem`` set. ``skipped``
+    marks sites that have nothing to check (a NONE relocation). ``target_offset`` is the symbol
+    offset the site really refers to: for PC-relative fields the addend corrected by where the CPU
+    takes the PC from, for absolute ones the addend itself.
+    """
+
+    offset: int
+    ok: bool
+    insn_addr: int | None
+    insn_bytes: bytes
+    mnemonic: str
+    op_str: str
+    field: Field | None
+    width: int
+    problem: SiteProblem | None
+    r_type: int
+    type_name: str
+    symbol: str
+    target_offset: int | None = None
+    skipped: bool = False
+
+    def log_line(self, section: str = "") -> str:
+        """One line for a decision log: site, relocation, and the instruction field it lands on."""
+        where = f"{section}+{self.offset:#x}" if section else f"{self.offset:#x}"
+        head = f"{where} {self.type_name} {self.symbol}"
+        if self.skipped:
+            return f"{head}: skipped (no field to patch)"
+        if self.problem is not None:
+            return f"{head}: {self.problem.severity.value}: {self.problem.message}"
+        insn = describe(section, self.insn_addr or 0, self.insn_bytes, self.mnemonic, self.op_str)
+        target = "" if self.target_offset is None else f" -> {self.symbol}{self.target_offset:+#x}"
+        return f"{head}: {self.field}{self.width * 8} of {insn}{target}"
+
+
+def describe(section: str, addr: int, raw: bytes, mnemonic: str, op_str: str) -> str:
+    """An instruction as messages show it: text, bytes and place."""
+    text = f"{mnemonic} {op_str}".strip()
+    return f"'{text}' ({raw.hex(' ')}) at {section}+{addr:#x}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def as_site(raw: SiteInput) -> RelocSite:
+    return raw if isinstance(raw, RelocSite) else RelocSite(*raw)
+
+
+def width_problem(arch: Arch, site: RelocSite, size: int) -> str | None:
+    """A site whose type the loader does not apply, or whose field does not fit the section."""
+    width = arch.widths.get(site.r_type)
+    if width is None:
+        known = ", ".join(arch.reloc_name(t) for t in sorted(arch.widths))
+        return (f"{arch.reloc_name(site.r_type)} has no known field width here: the kernel's {arch.name} "
+                f"apply_relocate_add only applies {known} and NONE")
+    if site.offset < 0 or site.offset + width > size:
+        return (f"the {plural(width, 'byte')} field at {site.offset:#x} does not fit in the section "
+                f"(size {size:#x})")
+    return None
+
+
+def check_data_sites(arch: Arch, section: str, size: int, sites: Iterable[SiteInput]) -> list[SiteProblem]:
+    """Check relocation sites of a non-executable section: the field fits, and is aligned where it must be.
+
+    Alignment is an error in the architecture's aligned tables and a warning elsewhere, since
+    ``__packed`` arrays of pointers are legal. DWARF (``.debug*``) is unaligned by design and gets
+    no alignment remark. NONE sites are skipped.
+    """
+    problems: list[SiteProblem] = []
+    strict = section in arch.aligned_tables
+    quiet = section.startswith(".debug")
+    for raw in sites:
+        site = as_site(raw)
+        if site.r_type == arch.none:
+            continue
+        name = arch.reloc_name(site.r_type)
+        message = width_problem(arch, site, size)
+        if message is not None:
+            problems.append(SiteProblem(site.offset, site.r_type, name, site.symbol, message, Severity.ERROR,
+                                        section))
+            continue
+        width = arch.widths[site.r_type]
+        align = min(width, arch.table_align.get(section, width))
+        if site.offset % align == 0 or quiet:
+            continue
+        if strict:
+            why = f"entries of {section} are arrays of naturally aligned fields"
+            if align != width:
+                why = f"{section} fields need at least {align}-byte alignment"
+            severity = Severity.ERROR
+        else:
+            why = "fine for a packed struct, suspicious otherwise"
+            severity = Severity.WARNING
+        problems.append(SiteProblem(
+            site.offset, site.r_type, name, site.symbol,
+            f"the {plural(width, 'byte')} field at {section}+{site.offset:#x} is not {align}-byte aligned "
+            f"(offset mod {align} = {site.offset % align}): {why}", severity, section))
+    return problems
