@@ -28,7 +28,7 @@ from klp_ld.diag import KlpLdError
 from klp_ld.elf.consts import SHN_LIVEPATCH
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
-from klp_ld.pipeline import prepare_inputs
+from klp_ld.pipeline import TargetHint, find_sources, harvest_inputs, plan_renames, read_inputs, write_copies
 from klp_ld.report import Report
 
 from .conftest import Toolchain, run_klp_ld
@@ -404,7 +404,11 @@ def _prepare(tmp_path: Path, argv: list[str]) -> tuple[cmdline.LinkCommand, dict
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     report = Report(kind=cmd.kind, cwd=cmd.cwd, argv=list(cmd.ld_argv), output=cmd.output)
-    return cmd, prepare_inputs(cmd, str(tmpdir), report), tmpdir
+    inputs = read_inputs(cmd)
+    harvests = harvest_inputs(inputs)
+    resolver, missing = find_sources(cmd, inputs, harvests, TargetHint.of(cmd), report)
+    renamed = plan_renames(cmd, inputs, harvests, resolver, missing, report)
+    return cmd, write_copies(inputs, renamed, str(tmpdir)), tmpdir
 
 
 def test_thin_archive_alone_is_replaced_by_a_plain_copy(tmp_path, toolchain):
