@@ -87,8 +87,8 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
         covered = bytearray(sec.size)
         last_end = -1
         for rela in relocs:
-            at: dict[str, Any] = {**where, "offset": rela.offset}
             sym = rela.symbol
+            at: dict[str, Any] = {**where, "offset": rela.offset}
             label = sym.name if sym is not None else None
             if rela.offset < last_end:
                 problems.append(error("two relocations in one 12-byte annotation record",
@@ -105,7 +105,7 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
                                       code="annotation-truncated", symbol=label, **at))
                 continue
             last_end = rela.offset + RECORD_SIZE
-            covered[rela.offset:last_end] = b"\1" * RECORD_SIZE
+            covered[rela.offset:last_end] = _COVERED
             if sym is None or not sym.is_undefined or not sym.name:
                 what = "nothing" if sym is None else (sym.display_name() or "a section")
                 problems.append(error(f"annotation names {what}, which is defined in this object; "
@@ -127,11 +127,22 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
                 continue
             found.append(Annotation(name, Identity(objname, objname, name, sympos), KLP_CONVERT,
                                     sec.name, rela.offset))
-        stray = [i for i, b in enumerate(sec.data) if b and not covered[i]] if sec.data else []
-        if stray:
+        stray = _first_uncovered(sec.data, covered)
+        if stray is not None:
             problems.append(error("annotation data without a relocation naming its symbol (a record "
                                   "whose 'sym' is not a relocated pointer)", code="annotation-no-reloc",
-                                  offset=stray[0] // 4 * 4, **where))
+                                  offset=stray // 4 * 4, **where))
+
+
+_COVERED = b"\xff" * RECORD_SIZE
+
+
+def _first_uncovered(data: bytes, covered: bytearray) -> int | None:
+    """The first nonzero byte of `data` outside every record (`covered` is 0xff inside one)."""
+    if not data:
+        return None
+    loose = int.from_bytes(data, "little") & ~int.from_bytes(covered, "little")
+    return ((loose & -loose).bit_length() - 1) // 8 if loose else None
 
 
 def _harvest_named(obj: ElfObject, found: list[Annotation], problems: list[Diagnostic]) -> None:
@@ -176,7 +187,7 @@ def _resolve_conflicts(path: str, found: list[Annotation]) -> tuple[list[Diagnos
     problems = []
     kept = []
     for symbol, anns in by_symbol.items():
-        identities = list(dict.fromkeys(a.identity for a in anns))
+        identities = [anns[0].identity] if len(anns) == 1 else list(dict.fromkeys(a.identity for a in anns))
         if len(identities) > 1:
             wishes = ", ".join(f"{i.sym_obj} position {i.sympos}" for i in identities)
             first = anns[0]

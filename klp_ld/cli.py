@@ -116,7 +116,7 @@ def _livepatch(cmd: LinkCommand, path: str, argv0: str) -> int:
 
     opts = cmd.options
     report = Report(kind=cmd.kind, cwd=cmd.cwd, argv=list(cmd.ld_argv), output=cmd.output,
-                    dry_run=opts.dry_run)
+                    dry_run=opts.dry_run, detailed=bool(opts.dry_run or opts.verbose or opts.report))
     recorded: list[str] = []  # the status of each record written, "" for one that could not be
 
     def write_report(r: Report) -> None:

@@ -14,7 +14,7 @@ The kernel parses `.klp.sym.%55[^.].%511[^,],%lu` and `.klp.rela.%55[^.]`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from klp_ld.diag import fail
@@ -29,24 +29,26 @@ VMLINUX = "vmlinux"
 
 @dataclass(frozen=True, slots=True, order=True)
 class Identity:
-    """Which kernel symbol a reference means, and which object's load applies the relocation."""
+    """Which kernel symbol a reference means, and which object's load applies the relocation.
+
+    `kernel_name` is the SHN_LIVEPATCH symbol name the loader resolves; `link_name` the weak
+    undefined name that survives `ld -r` and modpost. Both are spelled once, here: a large
+    module asks for them some 100,000 times.
+    """
 
     rela_obj: str
     sym_obj: str
     name: str
     sympos: int
+    kernel_name: str = field(init=False, repr=False, compare=False)
+    link_name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def kernel_name(self) -> str:
-        """The SHN_LIVEPATCH symbol name the loader resolves."""
-        return f"{KLP_SYM}{self.sym_obj}.{self.name},{self.sympos}"
-
-    @property
-    def link_name(self) -> str:
-        """The weak undefined name that survives `ld -r` and modpost."""
-        if self.rela_obj == self.sym_obj:
-            return self.kernel_name
-        return f"{KLP_SYM_RELA}{self.rela_obj}.{self.sym_obj}.{self.name},{self.sympos}"
+    def __post_init__(self) -> None:
+        kernel = f"{KLP_SYM}{self.sym_obj}.{self.name},{self.sympos}"
+        link = kernel if self.rela_obj == self.sym_obj else \
+            f"{KLP_SYM_RELA}{self.rela_obj}.{self.sym_obj}.{self.name},{self.sympos}"
+        object.__setattr__(self, "kernel_name", kernel)
+        object.__setattr__(self, "link_name", link)
 
     def rela_section(self, target: str) -> str:
         return f"{KLP_RELA}{self.rela_obj}.{target}"
@@ -93,8 +95,11 @@ def _split_position(text: str, *, allow_dot: bool) -> tuple[str, int] | None:
 MODULE_SUFFIXES = (".ko.xz", ".ko.gz", ".ko.zst", ".ko")
 
 
+@lru_cache(maxsize=8192)
 def module_name_from_file(path: str) -> str:
-    """`kernel/drivers/net/foo-bar.ko.xz` -> `foo_bar`, as kbuild's KBUILD_MODNAME does."""
+    """`kernel/drivers/net/foo-bar.ko.xz` -> `foo_bar`, as kbuild's KBUILD_MODNAME does.
+
+    Cached: each of a Module.symvers' 25,000 exports asks it for one of a few thousand paths."""
     base = os.path.basename(path)
     for suffix in MODULE_SUFFIXES:
         if base.endswith(suffix):
@@ -150,11 +155,14 @@ def symbol_name_problem(name: str) -> str | None:
     return None
 
 
-def identity_problems(identity: Identity) -> list[tuple[str, str]]:
-    """(code, message) for every part of `identity` the loader's parser would reject."""
+@lru_cache(maxsize=65536)
+def identity_problems(identity: Identity) -> tuple[tuple[str, str], ...]:
+    """(code, message) for every part of `identity` the loader's parser would reject.
+
+    Cached: the objects of one module name the same identities many times over."""
     found = [("objname", p) for obj in dict.fromkeys((identity.rela_obj, identity.sym_obj))
              if (p := objname_problem(obj)) is not None]
     problem = symbol_name_problem(identity.name)
     if problem is not None:
         found.append(("symbol-name", problem))
-    return found
+    return tuple(found)

@@ -303,7 +303,8 @@ def plan_renames(cmd: LinkCommand, inputs: Inputs, harvests: list[Harvest], reso
         if renames:
             renamed[position] = renames
             report.renames.extend(renames)
-            report.sites.extend(_site_decisions(item.obj, item.display, renames))
+            if report.detailed:
+                report.sites.extend(_site_decisions(item.obj, item.display, renames))
     report.diagnostics.extend(p for p in problems if p.severity != "error")
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -427,13 +428,13 @@ def finish_module(path: str, display: str, report: Report, target: Target, scrat
     result = convert(obj)
     report.removed_sections.extend(result.removed_sections)
     arch = arch_of(obj)
-    for conv in result.conversions:
+    for conv in result.conversions if report.detailed else ():
         report.sites.append(SiteDecision(display, conv.section, conv.offset, arch.reloc_name(conv.r_type),
                                          conv.link_name, conv.addend,
                                          f"{conv.klp_section} {conv.identity.kernel_name}", "converted"))
     problems = check_module(obj, result.conversions)
     problems.extend(reload_caveat(target.release, result.conversions, display))
-    site_problems, records = check_sites(obj, result.conversions)
+    site_problems, records = check_sites(obj, result.conversions, detailed=report.detailed)
     report.checks.extend(records)
     problems.extend(site_problems)
     problems = annotate(data, display, problems)

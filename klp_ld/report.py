@@ -78,6 +78,9 @@ class Report:
     argv: list[str]
     output: str | None
     dry_run: bool = False
+    # whether anybody reads the per-site lines (a dry run, --klp-verbose, --klp-report): 10,000
+    # sites cost a tenth of a second to describe, for nobody otherwise
+    detailed: bool = True
     sources: list[str] = field(default_factory=list)
     annotations: list[tuple[str, Annotation]] = field(default_factory=list)
     renames: list[Rename] = field(default_factory=list)

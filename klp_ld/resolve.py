@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from klp_ld.annotations import Harvest
 from klp_ld.diag import Diagnostic, error, warning
@@ -37,12 +37,20 @@ class Resolver:
     index: SymbolIndex
     sources: tuple[str, ...]
     exports_unknown: str | None
+    # identity -> what the loader binds, and `2 of 5 in vmlinux` for decision lines: the objects
+    # of one module name the same identities again and again
+    _resolved: dict[Identity, tuple[Resolved | SymbolProblem, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
-    def position_text(self, identity: Identity) -> str:
-        """`2 of 5 in vmlinux`, for decision lines."""
-        count = len(self.index.candidates(identity.sym_obj, identity.name))
-        pos = identity.sympos or 1
-        return f"{pos} of {count} in {identity.sym_obj}" if count != 1 else f"unique in {identity.sym_obj}"
+    def resolve(self, identity: Identity) -> tuple[Resolved | SymbolProblem, str]:
+        known = self._resolved.get(identity)
+        if known is None:
+            outcome = self.index.resolve(identity.sym_obj, identity.name, identity.sympos)
+            count = len(self.index.candidates(identity.sym_obj, identity.name))
+            obj, pos = identity.sym_obj, identity.sympos or 1
+            text = f"{pos} of {count} in {obj}" if count != 1 else f"unique in {obj}"
+            known = self._resolved[identity] = (outcome, text)
+        return known
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,22 +138,19 @@ def check_annotations(found: Harvest, resolver: Resolver) -> tuple[dict[str, str
     """Each annotation against the kernel's count; returns reason texts per symbol and problems."""
     reasons: dict[str, str] = {}
     problems: list[Diagnostic] = []
-    outcomes: dict[Identity, Resolved | SymbolProblem] = {}
     for ann in found.annotations:
         ident = ann.identity
         if ann.decided:
             continue  # a partial link's output: held to the symbols when it was named
         if ident.sym_obj not in resolver.index.tables:
             continue  # no source covers that object; nothing to hold it to
-        outcome = outcomes.get(ident)
-        if outcome is None:
-            outcome = outcomes[ident] = resolver.index.resolve(ident.sym_obj, ident.name, ident.sympos)
+        outcome, position = resolver.resolve(ident)
         offset = None if ann.section == ".symtab" else ann.offset
         if isinstance(outcome, SymbolProblem):
             diag = outcome.diagnostic(obj=found.obj, section=ann.section, offset=offset)
             problems.append(_with_symbol(diag, ann.symbol))
             continue
-        reasons[ann.symbol] = resolver.position_text(ident)
+        reasons[ann.symbol] = position
         problems.extend(warning(note, code="sympos-note", symbol=ann.symbol, obj=found.obj,
                                 section=ann.section, offset=offset) for note in _caveats(outcome))
     return reasons, problems

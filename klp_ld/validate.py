@@ -300,9 +300,11 @@ def _klp_section_problems(obj: ElfObject, sec: Section) -> list[Diagnostic]:
     return out
 
 
-def check_sites(obj: ElfObject,
-                conversions: list[Conversion]) -> tuple[list[Diagnostic], list[SiteCheckRecord]]:
-    """Decode every converted site: it must be exactly an instruction's field of the right width."""
+def check_sites(obj: ElfObject, conversions: list[Conversion],
+                detailed: bool = True) -> tuple[list[Diagnostic], list[SiteCheckRecord]]:
+    """Decode every converted site: it must be exactly an instruction's field of the right width.
+
+    Returns the problems, and with `detailed` a record of every site checked, for the report."""
     by_section: dict[str, list[Conversion]] = {}
     for conv in conversions:
         by_section.setdefault(conv.section, []).append(conv)
@@ -323,13 +325,15 @@ def check_sites(obj: ElfObject,
                                       obj=obj.path))
                 return problems, records
             for check in checks:
-                records.append(SiteCheckRecord(obj.path, name, check.offset, check.ok, check.log_line(name)))
+                if detailed:
+                    records.append(SiteCheckRecord(obj.path, name, check.offset, check.ok,
+                                                   check.log_line(name)))
                 if check.problem is not None:
                     problems.append(_from_site_problem(obj.path, name, check.problem))
         else:
             found = check_data_sites(arch, name, sec.size, sites)
             bad = {p.offset for p in found if p.severity == Severity.ERROR}
-            for conv in convs:
+            for conv in convs if detailed else ():
                 detail = f"{name}+{conv.offset:#x} {arch.reloc_name(conv.r_type)} data field"
                 records.append(SiteCheckRecord(obj.path, name, conv.offset, conv.offset not in bad, detail))
             problems.extend(_from_site_problem(obj.path, name, p) for p in found)

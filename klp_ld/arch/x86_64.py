@@ -61,14 +61,13 @@ class RX86(IntEnum):
     REX_GOTPCRELX = 42
 
 
+_SPELLED = {RX86.R64: "64", RX86.R32: "32", RX86.R32S: "32S", RX86.R16: "16", RX86.R8: "8"}
+_NAMES = {int(t): "R_X86_64_" + _SPELLED.get(t, t.name) for t in RX86}
+
+
 def spell(r_type: int) -> str:
     """Spell a relocation type the way readelf does, also for numbers we have no name for."""
-    try:
-        member = RX86(r_type)
-    except ValueError:
-        return f"R_X86_64_<unknown {r_type}>"
-    spelled = {RX86.R64: "64", RX86.R32: "32", RX86.R32S: "32S", RX86.R16: "16", RX86.R8: "8"}
-    return "R_X86_64_" + spelled.get(member, member.name)
+    return _NAMES.get(r_type) or f"R_X86_64_<unknown {r_type}>"
 
 
 # apply_relocate_add accepts these (and NONE) and nothing else; the width of the field each writes.

@@ -74,6 +74,9 @@ class SymbolIndex:
     cross_checks: Mapping[str, tuple[ObjectTable, ...]] = field(default_factory=dict)
     exports: Mapping[str, Export] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # (objname, name) -> candidates: a large patch asks for the same names many times over
+    _candidates: dict[tuple[str, str], tuple[Candidate, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_sources(cls, sources: Iterable[SymbolSource],
@@ -112,14 +115,21 @@ class SymbolIndex:
     def candidates(self, objname: str, name: str) -> tuple[Candidate, ...]:
         """Every symbol the kernel would count for (objname, name), in its counting order."""
         table = self.tables.get(objname)
-        return _candidates(table, name) if table is not None else ()
+        return self._candidates_in(table, name) if table is not None else ()
+
+    def _candidates_in(self, table: ObjectTable, name: str) -> tuple[Candidate, ...]:
+        key = (table.objname, name)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = _candidates(table, name)
+        return found
 
     def resolve(self, objname: str, name: str, sympos: int) -> Resolution:
         """What the loader will bind for `.klp.sym.<objname>.<name>,<sympos>`, or why it won't."""
         table = self.tables.get(objname)
         if table is None:
             return messages.object_not_found(objname, name, sympos, sorted(self.tables))
-        cands = _candidates(table, name)
+        cands = self._candidates_in(table, name)
         if not cands:
             elsewhere = [(obj, n) for obj, other in self.tables.items()
                          if obj != table.objname and (n := len(other.indices(name)))]
@@ -151,7 +161,7 @@ class SymbolIndex:
         if name in own:
             return Lookup(name, skipped=f"{name} is defined by the patch module itself")
         defs = tuple((obj, cands) for obj, table in self.tables.items()
-                     if (cands := _candidates(table, name)))
+                     if (cands := self._candidates_in(table, name)))
         return Lookup(name, defs, self.exports.get(name))
 
     def _cross_check(self, table: ObjectTable, cands: Sequence[Candidate], name: str,
