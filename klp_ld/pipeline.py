@@ -160,6 +160,7 @@ def _livepatch_link(cmd: LinkCommand, ld: RealLd, report: Report,
     resolver, missing = find_sources(cmd, inputs, harvests, target, report)  # the target's symbols
     renamed = plan_renames(cmd, inputs, harvests, resolver, missing, report)  # identities, in memory
     replaced = write_copies(inputs, renamed, tmpdir)               # the renamed objects, for ld
+    del inputs, harvests, resolver                                 # tens of MB the rest never reads
     placed = place_outputs(outputs, tmpdir, scratch, opts.dry_run)  # ld's temporary outputs
     status, renamer = run_real_ld(cmd, ld, replaced, placed, tmpdir, report)
     if status != 0:
@@ -270,6 +271,9 @@ def find_sources(cmd: LinkCommand, inputs: Inputs, harvests: list[Harvest], targ
                                       wanted_objects, discover_sources=not opts.no_discover)
     if resolver is not None:
         report.sources.extend(resolver.sources)
+        resolver.index.prefetch(frozenset(
+            [a.identity.name for h in harvests for a in h.annotations]
+            + [s.name for item in inputs.objects for s in item.obj.symbols if s.is_undefined and s.name]))
     return resolver, missing
 
 

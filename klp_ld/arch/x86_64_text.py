@@ -414,15 +414,17 @@ def check_text_sites(
     if pending:
         cs = _load_capstone()
         bounds = _segments(size, funcs)
-        sweeps: dict[int, _Sweep] = {}
+        by_segment: dict[int, list[tuple[int, RelocSite]]] = {}
+        for idx, site in pending:
+            by_segment.setdefault(bisect.bisect_right(bounds, site.offset) - 1, []).append((idx, site))
         decoded: dict[int, _Insn | None] = {}
         shapes: _Shapes = {}
-        for idx, site in pending:
-            seg = bisect.bisect_right(bounds, site.offset) - 1
-            sweep = sweeps.get(seg)
-            if sweep is None:
-                sweep = sweeps[seg] = _sweep(cs, data, bounds[seg], bounds[seg + 1])
-            results[idx] = _check_one(cs, data, section, site, sweep, decoded, shapes)
+        # one range's sweep at a time: holding every instruction's text of a large section at once
+        # cost several megabytes
+        for seg, sites_here in by_segment.items():
+            sweep = _sweep(cs, data, bounds[seg], bounds[seg + 1])
+            for idx, site in sites_here:
+                results[idx] = _check_one(cs, data, section, site, sweep, decoded, shapes)
     return [r for r in results if r is not None]
 
 

@@ -268,9 +268,14 @@ class _Columns:
     def text(self, size: object) -> str:
         return str(self.take(size), "utf-8", "surrogateescape")
 
-    def strings(self, size: object, count: int) -> tuple[str, ...]:
+    def strings(self, size: object, count: int, shared: bool = False) -> tuple[str, ...]:
+        """`count` strings; `shared` for a column of few distinct values (modules, sections, files),
+        which then take one string object each instead of one per row."""
         text = self.text(size)
         items = tuple(text.split("\0")) if count else ()
+        if shared:
+            distinct: dict[str, str] = {}
+            items = tuple(distinct.setdefault(s, s) for s in items)
         if len(items) != count or (not count and text):
             raise _Invalid("column length")
         return items
@@ -315,13 +320,13 @@ def _decode_table(value: object, columns: _Columns, limit: int) -> ObjectTable:
         if len(raw) != 8 * count:
             raise _Invalid("values length")
         values = struct.unpack(f"<{count}Q", raw)
-    sections = None if sizes["sections"] is None else columns.strings(sizes["sections"], count)
+    sections = None if sizes["sections"] is None else columns.strings(sizes["sections"], count, shared=True)
     core = None
     if sizes["core"] is not None:
         core = bytes(columns.take(sizes["core"]))
         if len(core) != count or core.translate(None, b"\0\1"):
             raise _Invalid("core flags")
-    files = None if sizes["files"] is None else columns.strings(sizes["files"], count)
+    files = None if sizes["files"] is None else columns.strings(sizes["files"], count, shared=True)
     return ObjectTable(_text(doc["objname"]), _text(doc["source"]), SourceKind(_text(doc["kind"])), names,
                        types, values, sections, core, doc["full_known"], _text(doc["order"]), files)
 
@@ -347,7 +352,8 @@ def _decode_exports(value: object, columns: _Columns, limit: int) -> tuple[Expor
         raise _Invalid("crcs")
     if not set(map(type, crcs)) <= {int, type(None)} or any(c is not None and c < 0 for c in crcs):
         raise _Invalid("crc values")
-    names, modules, types, namespaces = (columns.strings(sizes[c], count) for c in _EXPORT_COLUMNS)
+    names, modules, types, namespaces = (columns.strings(sizes[c], count, shared=c != "names")
+                                         for c in _EXPORT_COLUMNS)
     return tuple(map(Export, names, crcs, modules, types, namespaces))  # all `count` long, checked
 
 

@@ -106,6 +106,11 @@ class SymbolIndex:
     def objects(self) -> tuple[str, ...]:
         return tuple(self.tables)
 
+    def prefetch(self, names: frozenset[str]) -> None:
+        """Make the lookups of `names` cheap: one pass over each table instead of one per name."""
+        for table in (*self.tables.values(), *(t for ts in self.cross_checks.values() for t in ts)):
+            table.prefetch(names)
+
     def table(self, objname: str) -> ObjectTable | None:
         return self.tables.get(objname)
 
