@@ -26,6 +26,7 @@ import stat
 import struct
 import sys
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import klp_ld
@@ -354,7 +355,10 @@ def _decode_exports(value: object, columns: _Columns, limit: int) -> tuple[Expor
         raise _Invalid("crc values")
     names, modules, types, namespaces = (columns.strings(sizes[c], count, shared=c != "names")
                                          for c in _EXPORT_COLUMNS)
-    return tuple(map(Export, names, crcs, modules, types, namespaces))  # all `count` long, checked
+    # all `count` long, checked; tuple.__new__ skips the named tuple's Python-level constructor,
+    # half the cost of 25,000 exports
+    rows = zip(names, crcs, modules, types, namespaces, strict=True)
+    return tuple(map(tuple.__new__, repeat(Export), rows))
 
 
 def encode_entry(key: bytes, src: SymbolSource) -> bytes:
