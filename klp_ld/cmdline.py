@@ -98,6 +98,16 @@ _REALLY_LONG_TABLE = """
 omagic no-omagic output: undefined-version oformat: export-dynamic-symbol: export-dynamic-symbol-list:
 """
 _SHORT_TABLE = "a:A:b:c:de:Ef:F:gG:h:I:l:L:m:MnNo:O:qriR:sStT:u:vVxXy:Y:()wz:P:"
+# What an emulation appends to the long options (its PARSE_AND_LIST_LONGOPTS, ld/emultempl/*.em);
+# the x86 emulations append none.
+_PPC64_LONG_TABLE = """
+stub-group-size: plt-static-chain no-plt-static-chain plt-thread-safe no-plt-thread-safe plt-align::
+no-plt-align plt-localentry:: no-plt-localentry power10-stubs:: no-pcrel-optimize no-power10-stubs
+emit-stub-syms no-emit-stub-syms dotsyms no-dotsyms save-restore-funcs no-save-restore-funcs
+no-tls-optimize tls-get-addr-optimize no-tls-get-addr-optimize tls-get-addr-regsave
+no-tls-get-addr-regsave no-opd-optimize no-inline-optimize no-toc-optimize no-multi-toc no-toc-sort
+non-overlapping-opd
+"""
 
 # What klp-ld needs to know about an option, by name; every other option only has to be skipped.
 _KEYS = {
@@ -110,8 +120,10 @@ _KEYS = {
     "version": "exit", "help": "exit", "target-help": "exit", "print-sysroot": "exit",
 }
 _SHORT_KEYS = {"i": "r", "V": "v"}
-# Emulations whose options are the table above; another one's may differ.
-_KNOWN_EMULATIONS = frozenset(("elf_x86_64", "elf32_x86_64", "elf_i386", "elf_iamcu"))
+# Emulations whose options klp-ld knows, and what each adds to the table above; another
+# emulation's options may differ.
+_EMULATION_TABLES = {"elf_x86_64": "", "elf32_x86_64": "", "elf_i386": "", "elf_iamcu": "",
+                     "elf64lppc": _PPC64_LONG_TABLE, "elf64ppc": _PPC64_LONG_TABLE}
 _C_SPACE = " \t\n\v\f\r"  # libiberty's ISSPACE; Python's str.isspace() also takes \x1c-\x1f and more
 GRAMMAR_VERSION = "2.40"  # the GNU ld whose option table this is
 RESPONSE_FILE_LIMIT = 2000  # libiberty's expandargv: the 2000th '@' argument is an error
@@ -129,6 +141,8 @@ def _table(text: str) -> dict[str, tuple[int, str]]:
 
 
 _LONG = _table(_LONG_TABLE)
+_LONG_BY_EMULATION = {name: _table(_LONG_TABLE + extra) if extra else _LONG
+                      for name, extra in _EMULATION_TABLES.items()}
 _REALLY_LONG = _table(_REALLY_LONG_TABLE)
 _FIRST_LONG = next(iter(_LONG))
 _SHORT = {c: 1 if _SHORT_TABLE[i + 1:i + 2] == ":" else 0
@@ -444,8 +458,9 @@ def _match_long(name: str, table: dict[str, tuple[int, str]], long_only: bool
 class _Scan:
     """The state of one pass over ld's arguments; `run` fills it the way ld's parse_args would."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], long_options: dict[str, tuple[int, str]] = _LONG) -> None:
         self.args = args
+        self.long_options = long_options
         self.inputs: list[Input] = []
         self.libraries: list[Input] = []
         self.library_dirs: list[str] = []
@@ -535,7 +550,7 @@ class _Scan:
         """A long option at argument i: arguments consumed, 0 to read it as short ones, -1 to stop."""
         arg = self.args[i]
         name, eq, attached = text.partition("=")
-        match = _match_long(name, _LONG, True)
+        match = _match_long(name, self.long_options, True)
         if match is None and not two_dashes and arg[1] in _SHORT:
             return 0  # `-Sr`, `-ofile`: getopt_long_only falls back to short options
         if match is None or match is _AMBIGUOUS:
@@ -633,14 +648,14 @@ def _emulation(args: tuple[str, ...]) -> tuple[str | None, bool]:
 
 def analyse(cmd: LinkCommand) -> None:
     """Read the expanded command line as GNU ld would; fills in the fields `parse` documents."""
-    scan = _Scan(_ld_rewrites(cmd.args))
     emulation, emulation_ok = _emulation(cmd.args)
+    scan = _Scan(_ld_rewrites(cmd.args), _LONG_BY_EMULATION.get(emulation or "", _LONG))
     if emulation_ok:
         scan.run()
     else:
         scan.reject("missing argument to -m")
     doubts = list(cmd.doubts)
-    if emulation is not None and emulation not in _KNOWN_EMULATIONS and not scan.rejected:
+    if emulation is not None and emulation not in _EMULATION_TABLES and not scan.rejected:
         doubts.append(f"emulation '{emulation}' may have options klp-ld does not know")
     cmd.input_files = tuple(scan.inputs)
     cmd.inputs = tuple(f.index for f in scan.inputs)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from klp_ld import cmdline, realld
 from klp_ld.cmdline import UsageError, expand_response_files, parse, parse_response_text, quote_response_arg
 
-from .conftest import WRAPPER, Toolchain, run_klp_ld
+from .conftest import WRAPPER, Toolchain, _need, run_klp_ld
 
 
 def test_klp_options_are_taken_out_and_env_is_read():
@@ -350,3 +350,30 @@ def test_recursion_is_caught(tmp_path):
     result = run_klp_ld(["-v"], tmp_path, env={"KLP_LD_ACTIVE": "1"})
     assert result.returncode == 1
     assert "klp-ld: error: the real linker resolved to klp-ld itself" in result.stderr
+
+
+def test_powerpc_emulation_options_are_read_as_its_ld_reads_them(tmp_path):
+    """ppc64's emulation appends its own long options: with `-m elf64lppc` they (and their
+    abbreviations) are options, not doubts; with x86's emulation they are unknown, as there."""
+    cmd = parse(["-m", "elf64lppc", "--save-restore-funcs", "--stub-group=1", "-r", "-o", "m.o", "a.o"], {},
+                str(tmp_path))
+    assert cmd.rejected is None and not cmd.doubts
+    assert (cmd.output, cmd.input_paths(), cmd.relocatable) == ("m.o", ["a.o"], True)
+    assert parse(["-m", "elf64lppc", "--no-t", "-r", "a.o"], {}, str(tmp_path)).rejected == \
+        "ambiguous option '--no-t'"
+    assert parse(["-m", "elf_x86_64", "--save-restore-funcs", "-r", "a.o"], {}, str(tmp_path)).rejected == \
+        "unrecognized option '--save-restore-funcs'"
+
+
+def test_every_powerpc_emulation_option_is_one_its_ld_knows():
+    ld = _need("powerpc64le-linux-gnu-ld")
+    unknown = []
+    for name, (takes, _) in cmdline._LONG_BY_EMULATION["elf64lppc"].items():
+        if name in cmdline._LONG:
+            continue
+        spelled = f"--{name}" + ("=1" if takes else "")
+        done = subprocess.run([ld, "-m", "elf64lppc", spelled, "--help"], capture_output=True, text=True,
+                              check=False)
+        if "unrecognized option" in done.stderr or "unrecognised option" in done.stderr:
+            unknown.append(spelled)
+    assert unknown == []
