@@ -20,13 +20,22 @@ TRACE_MODULES = "KLP_LD_TRACE_MODULES"
 
 
 def _full_python() -> None:
-    """The wrapper starts Python without `site` for speed; real work needs site-packages.
+    """The wrapper starts Python without `site` for speed; real work needs capstone and pyelftools.
 
-    Called once per run; `site.main()` is idempotent should that ever change.
+    `site.main()` would also run every `.pth` file of the environment (an editable install's
+    import hook, certifi's...), some 20 ms per link that klp-ld does not need. So the
+    site-packages directories go on the path as they are, and only when that does not reach
+    both libraries (a `.pth`-only install, a venv that includes the system's packages) does
+    `site.main()` run after all.
     """
-    if sys.flags.no_site:
-        import site
+    if not sys.flags.no_site:
+        return
+    import site
+    from importlib.util import find_spec
 
+    dirs = site.getsitepackages() + ([] if sys.flags.no_user_site else [site.getusersitepackages()])
+    sys.path.extend(d for d in dirs if d not in sys.path and os.path.isdir(d))
+    if find_spec("capstone") is None or find_spec("elftools") is None:
         site.main()
 
 

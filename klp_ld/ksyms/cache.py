@@ -275,8 +275,7 @@ class _Columns:
         text = self.text(size)
         items = tuple(text.split("\0")) if count else ()
         if shared:
-            distinct: dict[str, str] = {}
-            items = tuple(distinct.setdefault(s, s) for s in items)
+            items = tuple(map(sys.intern, items))
         if len(items) != count or (not count and text):
             raise _Invalid("column length")
         return items
