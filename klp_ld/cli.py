@@ -82,7 +82,14 @@ def run(cmd: LinkCommand) -> int:
         return 1
     if cmd.kind in (cmdline.PROBE, cmdline.PASSTHROUGH):
         return _dry_passthrough(cmd, argv0)
-    if cmd.rejected and not cmd.doubts and realld.gnu_ld_version(path) == cmdline.GRAMMAR_VERSION:
+    identity = realld.gnu_ld_identity(path) if cmd.rejected and not cmd.doubts else None
+    if identity is not None and not cmdline.same_options(cmd, identity[1]):
+        sys.stderr.write(printable(
+            f"klp-ld: error: this command line has no -m, and {path} reads it with the options of its "
+            f"default emulation {identity[1]}, which klp-ld reads only when -m names it: add "
+            f"-m {identity[1]} (kbuild passes it)") + "\n")
+        return 1
+    if identity is not None and identity[0] == cmdline.GRAMMAR_VERSION:
         # The real ld is the one whose grammar rejected this command line: it fails on it before
         # reading any input or writing anything, so its own words are the best answer.
         if opts.dry_run:

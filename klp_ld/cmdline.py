@@ -219,7 +219,8 @@ class LinkCommand:
     Built once by `parse` and not changed afterwards; `with_kind` makes the classified copy.
     """
 
-    __slots__ = ("args", "cwd", "depfile", "doubts", "exits_early", "expanded", "input_files", "inputs",
+    __slots__ = ("args", "cwd", "depfile", "doubts", "emulation", "exits_early", "expanded", "input_files",
+                 "inputs",
                  "invoked_as", "kind", "ld_argv", "libraries", "library_dirs", "map_file", "map_stdout",
                  "options", "out_implib", "output", "output_arg", "rejected", "relocatable", "script",
                  "scripts", "wants_info")
@@ -250,6 +251,7 @@ class LinkCommand:
         self.exits_early = False                       # --help, --version...: ld prints and exits
         self.rejected: str | None = None               # why ld would reject this command line
         self.doubts: tuple[str, ...] = ()              # why klp-ld cannot be sure what ld does
+        self.emulation: str | None = None              # the -m in effect; None: the real ld's default
 
     def input_paths(self) -> list[str]:
         return [self.expanded[i].value for i in self.inputs]
@@ -657,6 +659,7 @@ def analyse(cmd: LinkCommand) -> None:
     doubts = list(cmd.doubts)
     if emulation is not None and emulation not in _EMULATION_TABLES and not scan.rejected:
         doubts.append(f"emulation '{emulation}' may have options klp-ld does not know")
+    cmd.emulation = emulation
     cmd.input_files = tuple(scan.inputs)
     cmd.inputs = tuple(f.index for f in scan.inputs)
     cmd.libraries = tuple(scan.libraries)
@@ -816,6 +819,15 @@ def _named_files(cmd: LinkCommand) -> list[str]:
             if path and os.path.isfile(path):
                 out.append(path)
     return out
+
+
+def same_options(cmd: LinkCommand, default_emulation: str | None) -> bool:
+    """Whether an ld whose default emulation is `default_emulation` reads `cmd` with the option
+    table `cmd` was read with: with no -m, klp-ld assumed x86's, which a cross ld's emulation
+    extends (`--save-restore-funcs` is an option to powerpc64le-linux-gnu-ld)."""
+    if cmd.emulation is not None:
+        return True
+    return _LONG_BY_EMULATION.get(default_emulation or "") is _LONG
 
 
 def classify(cmd: LinkCommand) -> str:

@@ -7,7 +7,8 @@ an identity symbol:
   SHF_RELA_LIVEPATCH, linked to `.symtab`, `sh_info` = target); SHF_ALLOC because module-specific
   sections are applied after the load image is freed;
 - the original becomes the architecture's NONE type against no symbol, so the loader writes
-  each site once;
+  each site once; where the loader does not apply NONE (ppc64: "Unknown ADD relocation: 0"), the
+  original is removed from its section instead;
 - the symbol becomes `.klp.sym.<obj>.<name>,<pos>` in SHN_LIVEPATCH.
 The annotation sections have done their job and are removed.
 """
@@ -86,13 +87,15 @@ def convert(obj: ElfObject) -> ConvertResult:
     for sym, identity in identities.values():
         kernel_symbol.setdefault(identity.kernel_name, sym)
 
-    none = arch_of(obj).none
+    arch = arch_of(obj)
+    none = arch.none
     klp_secs: dict[tuple[str, int], Section] = {}
     conversions: list[Conversion] = []
     for rsec in list(obj.rela_sections()):
         target = rsec.info_section
         if target is None or rsec.flags & SHF_RELA_LIVEPATCH:
             continue
+        moved: set[int] = set()
         for rela in rsec.relocs:
             if rela.symbol is None or id(rela.symbol) not in identities:
                 continue
@@ -110,6 +113,9 @@ def convert(obj: ElfObject) -> ConvertResult:
             rela.type = none
             rela.symbol = None
             rela.addend = 0
+            moved.add(id(rela))
+        if moved and not arch.none_applied:
+            rsec.relocs = [r for r in rsec.relocs if id(r) not in moved]
 
     merged = {id(s) for s, ident in identities.values() if kernel_symbol[ident.kernel_name] is not s}
     if merged:

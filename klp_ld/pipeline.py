@@ -437,7 +437,7 @@ def finish_module(path: str, display: str, report: Report, target: Target, scrat
                                          conv.link_name, conv.addend,
                                          f"{conv.klp_section} {conv.identity.kernel_name}", "converted"))
     problems = check_module(obj, result.conversions)
-    problems.extend(reload_caveat(target.release, result.conversions, display))
+    problems.extend(reload_caveat(target.release, result.conversions, display, arch_of(obj)))
     site_problems, records = check_sites(obj, result.conversions, detailed=report.detailed)
     report.checks.extend(records)
     problems.extend(site_problems)

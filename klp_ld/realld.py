@@ -77,17 +77,22 @@ def find_real_ld(explicit: str | None, invoked_as: str, environ: dict[str, str] 
                       "set --klp-real-ld=PATH or KLP_LD_REAL")
 
 
-def gnu_ld_version(path: str) -> str | None:
-    """`2.40` for GNU ld 2.40 (what `--version` says first), None for any other linker."""
+def gnu_ld_identity(path: str) -> tuple[str, str | None] | None:
+    """(`2.40`, its default emulation) for GNU ld 2.40, from what `-V` says first; None for any
+    other linker. The default emulation is the first one `-V` lists."""
     import subprocess
 
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False,
+        done = subprocess.run([path, "-V"], capture_output=True, text=True, timeout=30, check=False,
                               env={**os.environ, ACTIVE_MARKER: "1"})
     except (OSError, subprocess.SubprocessError):
         return None
-    first = done.stdout.partition("\n")[0]
+    lines = done.stdout.splitlines()
+    first = lines[0] if lines else ""
     if not first.startswith("GNU ld "):
         return None
     words = first.split()
-    return words[-1] if words and words[-1][:1].isdigit() else None
+    if not words or not words[-1][:1].isdigit():
+        return None
+    listed = [line.strip() for line in lines[1:] if line.startswith("   ") and line.strip()]
+    return words[-1], (listed[0] if listed else None)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from klp_ld.annotations import Harvest
+from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, error, warning
 from klp_ld.elf.consts import STB_WEAK
 from klp_ld.elf.model import ElfObject
@@ -172,10 +173,12 @@ def resolve_unannotated(obj: ElfObject, found: Harvest, own: set[str],
     problems: list[Diagnostic] = []
     undecided: list[str] = []
     annotated = {a.symbol for a in found.annotations}
+    linker_defined = arch_of(obj).linker_defined
     for sym in obj.symbols[1:]:
         name = sym.name
         if (not sym.is_undefined or not name or sym.bind == STB_WEAK or name in annotated
-                or parse_identity(name) is not None or name.startswith(".klp.")):
+                or parse_identity(name) is not None or name.startswith(".klp.")
+                or (linker_defined and name.startswith(linker_defined))):
             continue
         lookup = resolver.index.lookup_unannotated(name, own)
         if lookup.skipped is not None or lookup.export is not None:

@@ -17,6 +17,7 @@ from klp_ld.diag import Diagnostic, error, note, warning
 from klp_ld.elf.consts import (
     SHF_ALLOC,
     SHF_RELA_LIVEPATCH,
+    SHF_WRITE,
     SHN_ABS,
     SHN_COMMON,
     SHN_LIVEPATCH,
@@ -31,7 +32,8 @@ from klp_ld.report import SiteCheckRecord
 
 # What the loader needs (apply_relocations, move_module); pahole drops SHF_INFO_LINK, which is harmless.
 REQUIRED_KLP_FLAGS = SHF_ALLOC | SHF_RELA_LIVEPATCH
-# Where ordinary code and data live; a klp relocation anywhere else is in a section nobody vetted.
+# Where ordinary code and data live (with the architecture's `data_sections`); a klp relocation anywhere
+# else is in a section nobody vetted.
 ORDINARY_PREFIXES = (".text", ".data", ".rodata", ".bss", ".init.", ".exit.", ".noinstr.text",
                      ".ref.text", ".sched.text", ".cpuidle.text", ".entry.text", ".static_call.text",
                      "__param", ".gnu.linkonce.this_module", ".init_array", ".ctors")
@@ -44,6 +46,13 @@ ORDINARY_PREFIXES = (".text", ".data", ".rodata", ".bss", ".init.", ".exit.", ".
 _INIT_REASON = ("init code and data run before or while the patch's init calls klp_enable_patch, and init "
                 "memory is freed when that init returns, so a write when the module loads later lands in "
                 "freed memory")
+# Architectures whose module_init_section() keeps `.init*` in core memory (ppc64 returns false).
+_KEPT_INIT_REASON = ("init code runs before or while the patch's init calls klp_enable_patch, so it has "
+                     "read the site before the kernel writes it, and never runs again (this loader keeps "
+                     "`.init*` with the core, so the write itself lands)")
+# Sections made read-only when the module's init returns (kernel/module/main.c: layout_and_allocate
+# marks them SHF_RO_AFTER_INIT; module_enable_ro after do_init_module's init call).
+RO_AFTER_INIT = (".data..ro_after_init", "__jump_table")
 READ_BEFORE_KLP_ENABLE = {
     "__param": "module parameters given to insmod are set by parse_args before the patch's init runs",
     ".gnu.linkonce.this_module": "the loader reads struct module (init, exit) before the patch's init runs",
@@ -83,7 +92,7 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
     if not target.is_alloc:
         out.append(error(f"target section {target.name} is not SHF_ALLOC; the loader skips its "
                          "relocations", code="target-not-alloc", **kw))
-    early = read_before_klp_enable(target.name)
+    early = read_before_klp_enable(target.name, arch)
     if ident.rela_obj != VMLINUX and early is not None:
         init = target.name.startswith(".init")
         out.append(error(f"module-specific relocation for {ident.rela_obj} in "
@@ -96,6 +105,9 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
                          f"vmlinux symbol '{ident.name}'; the kernel refuses this (invalid access to "
                          "vmlinux symbol from module-specific livepatch relocation section)",
                          code="vmlinux-in-module-section", **kw))
+    late_store = _late_store_problem(arch, target, conv)
+    if late_store is not None:
+        out.append(error(late_store, code="late-readonly-write", **kw))
     width = arch.widths.get(conv.r_type)
     if width is not None and arch.zero_sites:
         if target.type == SHT_NOBITS:
@@ -112,26 +124,53 @@ def _check_site(obj: ElfObject, target: Section | None, conv: Conversion,
     return out
 
 
-def read_before_klp_enable(section: str) -> str | None:
+def read_before_klp_enable(section: str, arch: Arch | None = None) -> str | None:
     """Why a module-specific klp relocation in `section` is read before the kernel writes it; None
     when the section is read only after klp_enable_patch (or never by the loader itself).
 
     Code that is merely called from init before klp_enable_patch cannot be told from the ELF alone:
-    this covers what the loader itself runs or reads before the patch's init gets that far.
+    this covers what the loader itself runs or reads before the patch's init gets that far. Whether
+    init memory is freed afterwards depends on the architecture's module_init_section (None: it is).
     """
     if section.startswith(".init"):
-        return _INIT_REASON
+        return _INIT_REASON if arch is None or arch.init_freed else _KEPT_INIT_REASON
     return READ_BEFORE_KLP_ENABLE.get(section)
+
+
+def _late_store_problem(arch: Arch, target: Section, conv: Conversion) -> str | None:
+    """A module-specific relocation the loader would write with a plain store into read-only memory.
+
+    `.klp.rela.<module>.*` is written after the patch module is formed (klp_init_object_loaded, from
+    klp_enable_patch or klp_module_coming), when complete_formation has made its text and rodata
+    read-only and, for a module that loads after the patch's init, ro_after_init too. x86_64 writes
+    through text_poke then; ppc64's apply_relocate_add (module_64.c, 6.1) uses patch_instruction only
+    for R_PPC64_REL24 and stores every other type directly, which faults under STRICT_MODULE_RWX.
+    """
+    if conv.identity.rela_obj == VMLINUX or conv.r_type not in arch.plain_store_types:
+        return None
+    name = arch.reloc_name(conv.r_type)
+    if target.is_exec or not target.flags & SHF_WRITE:
+        when = "complete_formation made it read-only before any module-specific relocation is written"
+    elif target.name in RO_AFTER_INIT:
+        when = ("it is read-only after the patch's init returns, so the write faults when "
+                f"{conv.identity.rela_obj} loads after the patch")
+    else:
+        return None
+    return (f"module-specific {name} relocation in {target.name}: the {arch.name} loader writes this type "
+            f"with a plain store even into a formed module (apply_relocate_add), and {when}: an oops under "
+            "STRICT_MODULE_RWX; keep such pointers in writable data (.data, or the .toc entries the compiler "
+            "makes for extern objects), or refer to a vmlinux symbol, whose relocations are written while "
+            "the module is still writable")
 
 
 def _check_special(arch: Arch, target: Section, conv: Conversion,
                    kw: dict[str, Any]) -> list[Diagnostic]:
     name = target.name
     ident = conv.identity
-    if name in arch.own_code_tables or name.startswith(".orc"):
+    if name in arch.own_code_tables or name.startswith(".orc"):  # .orc*: x86_64's unwind tables
         return [error(f"klp relocation in {name}, a table that may only describe the module's own code",
                       code="special-section", **kw)]
-    if name in arch.early_consumed:
+    if name in arch.early_consumed or name.startswith(arch.early_consumed_prefixes):
         if ident.rela_obj != VMLINUX or ident.sym_obj != VMLINUX:
             hint = ("use static_key_enabled() instead" if name == "__jump_table" else
                     "call the function directly instead" if name == ".static_call_sites" else
@@ -140,7 +179,7 @@ def _check_special(arch: Arch, target: Section, conv: Conversion,
                           f"{ident.rela_obj} relocations are written; {hint}",
                           code="special-section", **kw)]
         return []
-    if not name.startswith(ORDINARY_PREFIXES):
+    if not name.startswith(ORDINARY_PREFIXES + arch.data_sections):
         return [error(f"klp relocation in {name}, a section klp-ld does not know to be safe for livepatch "
                       "relocations", code="unknown-section", **kw)]
     return []
@@ -182,6 +221,8 @@ def check_tables(obj: ElfObject) -> list[Diagnostic]:
         is_klp = rsec.name.startswith(KLP_RELA)
         for rela in rsec.relocs:
             if rela.type == arch.none:
+                if not arch.none_applied and target is not None and target.is_alloc:
+                    out.append(_unapplied_none(obj, arch, rsec, target, rela))
                 continue
             sym = rela.symbol
             sec_name = target.name if target is not None else rsec.name
@@ -209,6 +250,15 @@ def check_tables(obj: ElfObject) -> list[Diagnostic]:
             out.append(error(f"{count} relocations write the same site; the loader allows one",
                              code="site-twice", obj=obj.path, section=names.get(sec_id), offset=offset))
     return out
+
+
+def _unapplied_none(obj: ElfObject, arch: Arch, rsec: Section, target: Section, rela: Rela) -> Diagnostic:
+    """A NONE entry the loader applies and refuses (apply_relocations takes every relocation section
+    of an SHF_ALLOC target; ppc64's apply_relocate_add has no case for NONE)."""
+    return error(f"{arch.reloc_name(rela.type)} in {rsec.name}: the {arch.name} loader does not apply NONE "
+                 f"and refuses the module ('Unknown ADD relocation: {rela.type}'); a converted original must "
+                 "be removed from its section, not retyped (rewritten by a tool that assumes x86_64?)",
+                 code="reloc-none", obj=obj.path, section=target.name, offset=rela.offset)
 
 
 def _klp_named(sym: Symbol) -> bool:
@@ -350,9 +400,13 @@ def _from_site_problem(path: str, section: str, problem: SiteProblem) -> Diagnos
 _CLEARS_RELOCATIONS = (6, 3)
 
 
-def reload_caveat(release: str | None, conversions: list[Conversion], display: str) -> list[Diagnostic]:
+def reload_caveat(release: str | None, conversions: list[Conversion], display: str,
+                  arch: Arch | None = None) -> list[Diagnostic]:
     """Kernels before 6.3 never clear module-specific klp relocation sites: while the patch is
-    loaded, a patched module that is unloaded cannot be loaded again (its sites are nonzero)."""
+    loaded, a patched module that is unloaded cannot be loaded again (x86_64: its sites are nonzero;
+    ppc64: its calls' nops are already `ld r2,24(r1)`, "powerpc/module_64: Fix "expected nop" error on
+    module re-patching", 6.3). `arch` says which types are affected and how (None: every type, as on
+    x86_64)."""
     if release is None:
         return []
     numbers = release.split("-", 1)[0].split(".")
@@ -360,9 +414,12 @@ def reload_caveat(release: str | None, conversions: list[Conversion], display: s
         version = (int(numbers[0]), int(numbers[1]))
     except (IndexError, ValueError):
         return []
-    targets = sorted({c.identity.rela_obj for c in conversions if c.identity.rela_obj != VMLINUX})
+    refused = arch.rewrite_refused_types if arch is not None else None
+    targets = sorted({c.identity.rela_obj for c in conversions if c.identity.rela_obj != VMLINUX
+                      and (refused is None or c.r_type in refused)})
     if version >= _CLEARS_RELOCATIONS or not targets:
         return []
+    why = arch.rewrite_refusal if arch is not None else "the loader refuses the nonzero sites"
     return [note(f"kernel {release} does not clear livepatch relocations when a module is removed: while "
-                 f"this patch is loaded, {', '.join(targets)} cannot be unloaded and loaded again (the "
-                 "loader refuses the nonzero sites; fixed in 6.3)", obj=display)]
+                 f"this patch is loaded, {', '.join(targets)} cannot be unloaded and loaded again ({why}; "
+                 "fixed in 6.3)", obj=display)]

@@ -1,10 +1,12 @@
 """What each architecture's module loader asks of a livepatch relocation.
 
 The `.klp.rela`/`.klp.sym` format, names and sympos rules are the same on every architecture;
-what differs is in `arch/*/kernel/module*.c`: which relocation types `apply_relocate_add` applies,
-the field each writes, whether it refuses a site that is not zero, which sections it consumes
-before livepatch relocations exist, and what a site must look like in the code (checked with
-capstone, in the architecture's `*_text` module, imported only when text sites need it).
+what differs is in `arch/*/kernel/module*.c`: which relocation types `apply_relocate_add` applies
+(and whether NONE is one of them), the field each writes and how (a whole little-endian field on
+x86_64; masked bits of an instruction word on ppc64le), whether it refuses a site that is not zero,
+how it writes once the module is formed, which sections it consumes before livepatch relocations
+exist, and what a site must look like in the code (checked with capstone, in the architecture's
+`*_text` module, imported only when text sites need it).
 
 An object says its architecture in `e_machine`; every rule is looked up through
 `klp_ld.arch.for_machine`.
@@ -27,17 +29,21 @@ class Arch:
 
     name: str
     e_machine: int
-    #: how readelf spells this architecture's relocation types ("R_X86_64_" + ...)
+    #: how readelf spells this architecture's relocation types ("R_X86_64_" + ..., "R_PPC64_" + ...)
     spell: Callable[[int], str]
-    #: the type that writes nothing, which a converted original becomes
+    #: the type that writes nothing (type 0); a converted original becomes it where the loader
+    #: applies it (`none_applied`)
     none: int
     #: the 64-bit absolute type of an annotation record's `sym` field
     abs64: int
-    #: every type `apply_relocate_add` applies -> the width in bytes of the field it writes
-    #: (a whole little-endian field; instruction fields are the text checker's business)
+    #: every type `apply_relocate_add` applies -> how many bytes at `r_offset` it reads or writes: the
+    #: whole field for data (pointers, DWARF, x86_64's displacements and immediates); for a field inside
+    #: an instruction word, the unit the loader loads and stores (ppc64le's REL24 rewrites 24 bits of a
+    #: 4-byte word, its TOC16/REL16 types 16 bits of a 2-byte halfword). Which bits of that unit are the
+    #: field, and whether the unit is an instruction at all, is the text checker's business.
     widths: Mapping[int, int]
-    #: of those, the types that write a whole data field (DWARF, pointers), with whether the
-    #: value is relative to the site
+    #: of those, the types that write a whole little-endian data field (DWARF, pointers), with whether
+    #: the value is relative to the site
     data_fields: Mapping[int, bool]
     #: whether `apply_relocate_add` refuses a site whose bytes are not zero
     zero_sites: bool
@@ -53,6 +59,31 @@ class Arch:
     table_align: Mapping[str, int]
     #: the module holding `check_text_sites` for this architecture (imports capstone)
     text_module: str
+    #: whether `apply_relocate_add` applies `none` (as a no-op); where it does not, a NONE entry fails
+    #: the load, so the conversion removes the original relocation instead of retyping it
+    none_applied: bool = True
+    #: name prefixes of sections that hold ordinary data read through klp relocations, besides the
+    #: `.text`/`.data`/... every architecture has (ppc64le: `.toc`, the module's table of addresses)
+    data_sections: tuple[str, ...] = ()
+    #: name prefixes of further sections consumed like `early_consumed` (numbered names)
+    early_consumed_prefixes: tuple[str, ...] = ()
+    #: whether `.init*` sections are init memory, freed when the module's init returns
+    #: (kernel/module/main.c: module_init_section, which an architecture may override)
+    init_freed: bool = True
+    #: types `apply_relocate_add` writes with a plain store even after the module is formed (late,
+    #: module-specific klp relocations): their sites must still be writable memory then
+    plain_store_types: frozenset[int] = frozenset()
+    #: types whose module-specific sites the loader cannot write a second time before 6.3, when the
+    #: module they refer to is unloaded and loaded again (None: every type, as where sites must be zero)
+    rewrite_refused_types: frozenset[int] | None = None
+    #: what the loader does then, as a message says it
+    rewrite_refusal: str = "the loader refuses the nonzero sites"
+
+    #: why an object with these ELF header flags is not one this loader takes (an ABI), or None
+    header_problem: Callable[[int], str | None] = lambda e_flags: None
+    #: undefined names the module's final link defines itself (ppc64: `.TOC.`, and the register
+    #: save/restore helpers `--save-restore-funcs` adds): never kernel symbols to resolve
+    linker_defined: tuple[str, ...] = ()
 
     def reloc_name(self, r_type: int) -> str:
         return self.spell(r_type)

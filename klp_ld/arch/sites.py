@@ -15,7 +15,8 @@ from typing import NamedTuple, Union
 
 from klp_ld.arch.model import Arch
 
-#: The instruction field a text site lands on, in the architecture's own words ("disp", "imm", ...).
+#: The instruction field a text site lands on, in the architecture's own words (x86_64: "disp", "imm";
+#: ppc64le: "li" of a branch, "d" or "ds" of a D- or DS-form instruction).
 Field = str
 #: (st_value, st_size) of a FUNC symbol in the section being checked.
 FuncRange = tuple[int, int]
@@ -97,6 +98,9 @@ class SiteCheck:
     symbol: str
     target_offset: int | None = None
     skipped: bool = False
+    #: the field's size in bits when it is not the whole ``width`` (ppc64le: REL24's 24-bit LI in a
+    #: 4-byte word, a DS field's 14 bits in a halfword)
+    bits: int | None = None
 
     def log_line(self, section: str = "") -> str:
         """One line for a decision log: site, relocation, and the instruction field it lands on."""
@@ -108,7 +112,8 @@ class SiteCheck:
             return f"{head}: {self.problem.severity.value}: {self.problem.message}"
         insn = describe(section, self.insn_addr or 0, self.insn_bytes, self.mnemonic, self.op_str)
         target = "" if self.target_offset is None else f" -> {self.symbol}{self.target_offset:+#x}"
-        return f"{head}: {self.field}{self.width * 8} of {insn}{target}"
+        bits = self.width * 8 if self.bits is None else self.bits
+        return f"{head}: {self.field}{bits} of {insn}{target}"
 
 
 def describe(section: str, addr: int, raw: bytes, mnemonic: str, op_str: str) -> str:
@@ -130,8 +135,9 @@ def width_problem(arch: Arch, site: RelocSite, size: int) -> str | None:
     width = arch.widths.get(site.r_type)
     if width is None:
         known = ", ".join(arch.reloc_name(t) for t in sorted(arch.widths))
+        none = " and NONE" if arch.none_applied else " (not even NONE)"
         return (f"{arch.reloc_name(site.r_type)} has no known field width here: the kernel's {arch.name} "
-                f"apply_relocate_add only applies {known} and NONE")
+                f"apply_relocate_add only applies {known}{none}")
     if site.offset < 0 or site.offset + width > size:
         return (f"the {plural(width, 'byte')} field at {site.offset:#x} does not fit in the section "
                 f"(size {size:#x})")

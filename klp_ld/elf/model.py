@@ -119,7 +119,7 @@ class Section:
 
 @dataclass(eq=False, slots=True)
 class ElfObject:
-    """An ET_REL x86_64 object or `.ko`: header fields the writer echoes, sections, one symbol table.
+    """An ET_REL object or `.ko`: header fields the writer echoes, sections, one symbol table.
 
     `sections[0]` is the null section and `symbols[0]` the null symbol, as in the file.
     """
@@ -185,7 +185,7 @@ class ElfObject:
         """Drop sections with their relocation sections and the symbols defined in them.
 
         Debug information may still describe a dropped symbol (an annotation array, say): such
-        relocations in non-ALLOC sections become R_X86_64_NONE, as the array no longer exists.
+        relocations in non-ALLOC sections become type 0 (NONE), as the array no longer exists.
         A relocation in an ALLOC section that refers to a dropped symbol is returned to the caller,
         which must decide (it means loaded code or data used what is being removed).
         """

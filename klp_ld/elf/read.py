@@ -1,4 +1,4 @@
-"""Read an x86_64 ET_REL object or `.ko` into the `klp_ld.elf.model` classes.
+"""Read an ET_REL object or `.ko` of a supported architecture into the `klp_ld.elf.model` classes.
 
 Records are unpacked with `struct` (layouts in `klp_ld.elf.layout`, the headers through
 `klp_ld.elf.headers`): headers and tables are fixed ELF64 records, and a general ELF library spends
@@ -57,8 +57,12 @@ def read_elf_file(path: str, display: str | None = None) -> ElfObject:
 def read_elf(data: bytes, name: str) -> ElfObject:
     """Parse `data`; every malformation is reported as `klp-ld: error: NAME: reason`."""
     ehdr = read_file_header(data, name)
-    if for_machine(ehdr.e_machine) is None:
+    arch = for_machine(ehdr.e_machine)
+    if arch is None:
         raise fail(f"unsupported machine {ehdr.e_machine} (klp-ld supports {supported_names()})", obj=name)
+    problem = arch.header_problem(ehdr.e_flags)
+    if problem is not None:
+        raise fail(problem, obj=name)
     if ehdr.e_type != ET_REL:
         raise fail(f"not a relocatable object (e_type {ehdr.e_type})", obj=name)
     try:
@@ -88,7 +92,7 @@ def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
             raise fail(f"section {i} has a name offset {sh_name:#x} outside the section name table",
                        obj=name)
         if sh_type == SHT_REL:
-            raise fail(f"{sec_name}: SHT_REL sections are not used on x86_64", obj=name)
+            raise fail(f"{sec_name}: SHT_REL sections are not used by 64-bit kernels", obj=name)
         if sh_addralign & (sh_addralign - 1) or sh_addralign > MAX_ALIGN:
             raise fail(f"section {sec_name} has an implausible alignment {sh_addralign:#x}", obj=name)
         sections.append(Section(
