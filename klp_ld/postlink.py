@@ -8,9 +8,10 @@ what objcopy makes of klp-ld's output is the module users load.
 BFD reads a `.klp.rela.*` section that shares its target with `.rela.*` as a "secondary" relocation
 section (PR 24456). Up to binutils 2.45 objcopy wrote it back intact; since then the x86 back end's
 `elf_backend_copy_special_section_fields` claims every section without restoring it, so each
-one comes out as type 0x60000004 with sh_link = sh_info = 0. The kernel reads neither sh_type
-nor sh_link of a livepatch section, but without sh_info it applies vmlinux relocations nowhere
-and writes module-specific ones at address 0 + r_offset.
+one comes out as type 0x60000004 with sh_link = sh_info = 0. The x86_64 kernel reads neither
+sh_type nor sh_link of a livepatch section (ppc64 counts its call stubs in SHT_RELA sections
+only), but without sh_info it applies vmlinux relocations nowhere and writes module-specific
+ones at address 0 + r_offset.
 
 objcopy copies one thing verbatim whatever the back end does: the sh_info of a section flagged
 SHF_GNU_MBIND (bfd/elf.c, _bfd_elf_copy_private_section_data). The kernel ignores that flag.
@@ -26,6 +27,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, KlpLdError, error, note
 from klp_ld.elf.consts import SHF_ALLOC, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
 from klp_ld.elf.layout import RELA, RELA_SIZE
@@ -82,6 +84,7 @@ class KlpSectionView:
     loadable: bool          # SHF_ALLOC | SHF_RELA_LIVEPATCH
     target: str | None      # the section sh_info names, None when it names none
     entries: tuple[KlpEntry, ...]
+    uncounted: bool = False  # retyped, so the loader finds no room for some entries (ppc64 stubs)
 
 
 def _symbol_key(sym: Symbol | None) -> tuple[str, int]:
@@ -94,11 +97,12 @@ def _symbol_key(sym: Symbol | None) -> tuple[str, int]:
 def klp_view(obj: ElfObject) -> tuple[KlpSectionView, ...]:
     """Every livepatch relocation section the way the loader sees it, whatever its sh_type.
 
-    The loader picks these sections by SHF_RELA_LIVEPATCH and never reads sh_type or sh_link, so
-    a section that a tool retyped is read as the SHT_RELA section it was (`obj` is changed to
-    that end); one whose entries cannot be read that way shows none.
+    The loader picks these sections by SHF_RELA_LIVEPATCH and never reads sh_type or sh_link (but
+    where it counts entries by section type, ppc64's stubs), so a section that a tool retyped is
+    read as the SHT_RELA section it was (`obj` is changed to that end); one whose entries cannot be
+    read that way shows none.
     """
-    restore_retyped(obj)
+    uncounted = {d.section for d in restore_retyped(obj) if d.severity == "error"}
     views = []
     for sec in obj.sections:
         if not sec.name.startswith(".klp.rela.") and not sec.flags & SHF_RELA_LIVEPATCH:
@@ -109,7 +113,7 @@ def klp_view(obj: ElfObject) -> tuple[KlpSectionView, ...]:
         else:
             target = obj.sections[sec.info].name if 0 < sec.info < len(obj.sections) else None
         entries = tuple((r.offset, r.type, r.addend, *_symbol_key(r.symbol)) for r in sec.relocs)
-        views.append(KlpSectionView(sec.name, loadable, target, entries))
+        views.append(KlpSectionView(sec.name, loadable, target, entries, sec.name in uncounted))
     return tuple(views)
 
 
@@ -123,6 +127,8 @@ def damage(before: tuple[KlpSectionView, ...], after: tuple[KlpSectionView, ...]
             found.append(f"{mine.name} is gone")
         elif not got.loadable:
             found.append(f"{mine.name} lost SHF_ALLOC or SHF_RELA_LIVEPATCH")
+        elif got.uncounted:
+            found.append(f"{mine.name} is no longer SHT_RELA, where the loader counts its calls' stubs")
         elif got.target != mine.target:
             found.append(f"{mine.name} now applies to {got.target or 'no section (sh_info 0)'}, "
                          f"not {mine.target}")
@@ -196,9 +202,11 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
     The loader picks livepatch sections by SHF_RELA_LIVEPATCH and reads their entries and sh_info,
     never sh_type or sh_link; objcopy (binutils 2.46+) retypes them to 0x60000004 and clears
     sh_link. Such a module loads exactly as it did, so it is checked as the loader sees it, with a
-    note; a cleared sh_info stays cleared, and the checks then say what that breaks.
+    note; a cleared sh_info stays cleared, and the checks then say what that breaks. Except where
+    the loader counts some entries by section type (ppc64's call stubs): those find no room.
     """
     notes: list[Diagnostic] = []
+    counted = arch_of(obj).counted_in_rela
     for sec in obj.sections:
         if (not sec.flags & SHF_RELA_LIVEPATCH or sec.type == SHT_RELA or sec.entsize != RELA_SIZE
                 or len(sec.data) % RELA_SIZE):
@@ -210,10 +218,19 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
                 break
             relocs.append(Rela(offset, info & 0xFFFFFFFF, obj.symbols[index] if index else None, addend))
         else:
-            notes.append(note(f"section type {sec.type:#x} and sh_link "
-                              f"{sec.link.name if sec.link else 0}: retyped after the link (objcopy); the "
-                              "loader reads neither, so it is checked as the SHT_RELA section it was",
-                              obj=obj.path, section=sec.name))
+            lost = sorted({r.type for r in relocs if r.type in counted})
+            if lost:
+                names = ", ".join(arch_of(obj).reloc_name(t) for t in lost)
+                notes.append(error(f"section type {sec.type:#x}, not SHT_RELA: retyped after the link "
+                                   f"(objcopy); the loader makes room for {names} entries by counting "
+                                   "them in SHT_RELA sections only (get_stubs_size), so these find none "
+                                   "and the module fails to load", code="klp-section-type",
+                                   obj=obj.path, section=sec.name))
+            else:
+                notes.append(note(f"section type {sec.type:#x} and sh_link "
+                                  f"{sec.link.name if sec.link else 0}: retyped after the link (objcopy); "
+                                  "the loader reads neither, so it is checked as the SHT_RELA section it "
+                                  "was", obj=obj.path, section=sec.name))
             sec.type = SHT_RELA
             sec.link = obj.symtab
             sec.info_section = obj.sections[sec.info] if 0 < sec.info < len(obj.sections) else None

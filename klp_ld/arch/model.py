@@ -79,6 +79,9 @@ class Arch:
     #: what the loader does then, as a message says it
     rewrite_refusal: str = "the loader refuses the nonzero sites"
 
+    #: types the loader makes room for by counting them in SHT_RELA sections only (ppc64: a REL24
+    #: call's stub, get_stubs_size): in a section retyped after the link they find no room
+    counted_in_rela: frozenset[int] = frozenset()
     #: why an object with these ELF header flags is not one this loader takes (an ABI), or None
     header_problem: Callable[[int], str | None] = lambda e_flags: None
     #: undefined names the module's final link defines itself (ppc64: `.TOC.`, and the register

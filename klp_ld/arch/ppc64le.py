@@ -318,6 +318,7 @@ ARCH = Arch(
                      "'Expected nop after call'"),
     # the TOC base, and the out-of-line register save/restore helpers gcc calls at -Os
     # (ld's --save-restore-funcs defines them in the module, in .sfpr)
+    counted_in_rela=frozenset({RPPC64.REL24}),
     header_problem=header_problem,
     linker_defined=(".TOC.", "_savegpr0_", "_restgpr0_", "_savegpr1_", "_restgpr1_", "_savefpr_",
                     "_restfpr_", "_savevr_", "_restvr_"),

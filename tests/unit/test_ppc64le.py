@@ -515,3 +515,21 @@ def test_an_elfv1_object_is_refused(tmp_path: Path, cross: Cross) -> None:
     data[48:52] = (1).to_bytes(4, "little")
     with pytest.raises(KlpLdError, match=r"ABI version 1 .*ELFv2 \(ppc64le\) only"):
         read_elf(bytes(data), "v1.o")
+
+
+def test_a_klp_section_retyped_after_the_link_loses_its_stubs(module_ko: Path, tmp_path: Path) -> None:
+    """objcopy from binutils 2.46 on retypes livepatch sections (0x60000004). x86_64's loader never
+    reads the type; ppc64's counts call stubs in SHT_RELA sections only, so `klp-ld check` fails."""
+    from klp_ld.elf.headers import read_file_header, read_section_headers
+
+    data = bytearray(module_ko.read_bytes())
+    ehdr = read_file_header(bytes(data), "m.ko")
+    names = [s.name for s in read_elf(bytes(data), "m.ko").sections]
+    index = names.index(".klp.rela.vmlinux..text")
+    assert read_section_headers(bytes(data), ehdr, "m.ko")  # the table is where e_shoff says
+    at = ehdr.e_shoff + index * ehdr.e_shentsize + 4  # sh_type
+    data[at:at + 4] = (0x60000004).to_bytes(4, "little")
+    (tmp_path / "retyped.ko").write_bytes(bytes(data))
+    done = run_klp_ld(["check", "retyped.ko"], tmp_path)
+    assert done.returncode == 1
+    assert "R_PPC64_REL24 entries" in done.stderr and "get_stubs_size" in done.stderr, done.stderr
