@@ -1,13 +1,16 @@
 """P2: the installed command on kbuild's probe: `klp-ld -m elf_x86_64 -v` vs `ld -m elf_x86_64 -v`.
 
-Goal <= 5x.
+Goal <= 3x.
 
     python benchmarks/bench_p2_console.py [--runs 40]
 
 Measured side by side, interleaved, medians:
 - `ld -m elf_x86_64 -v`;
-- the installed `klp-ld` (wrappers/klp-ld as pyproject's script-files installs it: sh finds the
-  interpreter beside it and runs `python -I -S`; no KLP_LD_PYTHON);
+- the installed `klp-ld` (wrappers/klp-ld as pyproject's script-files installs it; no KLP_LD_PYTHON):
+  the probe takes the shell's fast path, which execs ld without starting Python;
+- the same command through the Python launcher: KLP_LD_NO_DISCOVER=1 in its environment, a
+  setting the fast path leaves to Python (sh finds the interpreter beside the script and runs
+  `python -I -S`, klp_ld.launch execs ld);
 - "before": the console script pip generates for `[project.scripts] klp-ld = "klp_ld.launch:main"`
   (`#!<python>` with `site`, then the entry point), written here to a temporary file exactly as
   pip 23 writes it, for the same interpreter;
@@ -49,19 +52,23 @@ def main() -> int:
     need(ld is not None, "no ld on PATH")
     assert ld is not None
     command = installed_command()
+    need(command.read_bytes() == (ROOT / "wrappers" / "klp-ld").read_bytes(),
+         f"{command} is not this checkout's wrappers/klp-ld (reinstall: pip install -e .)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KLP_LD_")}
+    python_env = {**env, "KLP_LD_NO_DISCOVER": "1"}
     work = Path(tempfile.mkdtemp(prefix="klp-ld-p2-"))
     try:
         before = work / "klp-ld"
         before.write_text(PIP_CONSOLE_SCRIPT.format(python=PYTHON))
         before.chmod(0o755)
         probe = ["-m", "elf_x86_64", "-v"]
-        for exe in (command, before):
-            _, status = spawn([str(exe), *probe], env=env)
+        for exe, exe_env in ((command, env), (command, python_env), (before, env)):
+            _, status = spawn([str(exe), *probe], env=exe_env)
             need(status == 0, f"{exe} {' '.join(probe)} failed")
         cases = {
             "ld -m elf_x86_64 -v": lambda: spawn([ld, *probe], env=env)[0],
-            "klp-ld (installed, sh + python -I -S)": lambda: spawn([str(command), *probe], env=env)[0],
+            "klp-ld (installed, sh fast path)": lambda: spawn([str(command), *probe], env=env)[0],
+            "klp-ld (installed, sh + python -I -S)": lambda: spawn([str(command), *probe], env=python_env)[0],
             "klp-ld (pip console script, before)": lambda: spawn([str(before), *probe], env=env)[0],
             "python -I -S -c pass": lambda: spawn([PYTHON, "-I", "-S", "-c", "pass"], env=env)[0],
             "python -c pass": lambda: spawn([PYTHON, "-c", "pass"], env=env)[0],
@@ -69,7 +76,8 @@ def main() -> int:
         print(f"P2: {command} with {PYTHON}", flush=True)
         report("P2 pass-through of kbuild's probe through the installed command",
                interleave(cases, opts.runs, 3),
-               [("klp-ld (installed, sh + python -I -S)", "ld -m elf_x86_64 -v"),
+               [("klp-ld (installed, sh fast path)", "ld -m elf_x86_64 -v"),
+                ("klp-ld (installed, sh + python -I -S)", "ld -m elf_x86_64 -v"),
                 ("klp-ld (pip console script, before)", "ld -m elf_x86_64 -v"),
                 ("python -I -S -c pass", "ld -m elf_x86_64 -v")])
     finally:

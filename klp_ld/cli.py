@@ -95,12 +95,9 @@ def run(cmd: LinkCommand) -> int:
         if opts.dry_run:
             sys.stdout.write(printable(f"klp-ld: ld rejects this command line ({cmd.rejected})") + "\n")
             return _dry_passthrough(cmd, argv0)
-        os.environ[realld.ACTIVE_MARKER] = "1"
-        try:
-            os.execv(path, [argv0, *cmd.ld_argv])
-        except OSError as exc:
-            sys.stderr.write(f"klp-ld: error: cannot run {path}: {exc.strerror}\n")
-            return 1
+        failed = realld.exec_real_ld(path, [argv0, *cmd.ld_argv])
+        sys.stderr.write(f"klp-ld: error: cannot run {path}: {failed.strerror}\n")
+        return 1
     return _livepatch(cmd, path, argv0)
 
 

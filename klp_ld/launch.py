@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(realld.ACTIVE_MARKER):
         return _complain("the real linker resolved to klp-ld itself; set --klp-real-ld=PATH or KLP_LD_REAL")
     try:
-        cmd = cmdline.parse(args, os.environ, os.getcwd(), invoked_as)
+        cwd = os.getcwd()
+    except OSError as exc:
+        return _complain(f"cannot read the working directory: {exc.strerror or exc}")
+    try:
+        cmd = cmdline.parse(args, os.environ, cwd, invoked_as)
     except cmdline.UsageError as exc:
         return _complain(str(exc))
     opts = cmd.options
@@ -79,12 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             path, argv0 = realld.find_real_ld(opts.real_ld, invoked_as, os.environ, own)
         except realld.RealLdError as exc:
             return _complain(str(exc))
-        os.environ[realld.ACTIVE_MARKER] = "1"
         _trace_modules()
-        try:
-            os.execv(path, [argv0, *cmd.ld_argv])
-        except OSError as exc:
-            return _complain(f"cannot run {path}: {exc.strerror}")
+        failed = realld.exec_real_ld(path, [argv0, *cmd.ld_argv])
+        return _complain(f"cannot run {path}: {failed.strerror}")
     _full_python()
     from klp_ld.cli import run
 

@@ -77,6 +77,25 @@ def find_real_ld(explicit: str | None, invoked_as: str, environ: dict[str, str] 
                       "set --klp-real-ld=PATH or KLP_LD_REAL")
 
 
+def exec_real_ld(path: str, argv: list[str]) -> OSError:
+    """Replace this process with the real ld, as the caller would have run it; returns only the
+    error when it cannot run.
+
+    Python ignores SIGPIPE and SIGXFSZ from its start, and an exec keeps an ignored signal
+    ignored: ld run by make has them at their defaults, so they go back to those. (`_signal`,
+    already loaded, not `signal`: that one imports enum, 7 ms of a probe's time.)
+    """
+    _signal = __import__("_signal")  # loaded at start-up; its functions are signal's
+    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(signum, _signal.SIG_DFL)
+    os.environ[ACTIVE_MARKER] = "1"
+    try:
+        os.execv(path, argv)
+    except OSError as exc:
+        return exc
+    raise AssertionError("execv returned")  # pragma: no cover
+
+
 def gnu_ld_identity(path: str) -> tuple[str, str | None] | None:
     """(`2.40`, its default emulation) for GNU ld 2.40, from what `-V` says first; None for any
     other linker. The default emulation is the first one `-V` lists."""

@@ -144,7 +144,8 @@ def test_editable_install_finds_the_checkout(tmp_path: Path, kind: str) -> None:
 
 def test_a_python_without_klp_ld_is_one_clean_error(tmp_path: Path) -> None:
     venv = _venv(tmp_path)   # an empty venv: no klp_ld anywhere it looks
-    done = _run_in(venv / "bin", ["-v"], tmp_path)
+    # --klp-version: `-v` alone is handed to ld by the wrapper's shell part, without Python
+    done = _run_in(venv / "bin", ["--klp-version"], tmp_path)
     if done.returncode == 0:
         pytest.skip("this interpreter's own site-packages has klp_ld installed (not editable)")
     assert done.returncode == 1
@@ -213,3 +214,19 @@ def test_setuptools_installs_the_script_unchanged(tmp_path: Path) -> None:
     assert [p.name for p in built] == ["klp-ld"]
     assert built[0].read_bytes() == WRAPPER.read_bytes()
     assert not WRAPPER.read_bytes().startswith(b"#!python")
+
+
+def test_the_real_ld_gets_sigpipe_and_sigxfsz_at_their_defaults(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and an exec keeps them ignored; ld run by make has them
+    at their defaults, and so must ld run through klp-ld (else `ld ... | head` or a file-size
+    limit would end it differently)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "ld"
+    fake.write_text("#!/bin/sh\nexec grep '^SigIgn:' /proc/self/status\n")
+    fake.chmod(0o755)
+    env = _env(KLP_LD_PYTHON=sys.executable, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    done = subprocess.run([str(WRAPPER), "-r", "-v"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    ignored = int(done.stdout.split()[1], 16)
+    assert not ignored & (1 << (13 - 1)) and not ignored & (1 << (25 - 1)), done.stdout  # SIGPIPE, SIGXFSZ
