@@ -230,3 +230,14 @@ def test_the_real_ld_gets_sigpipe_and_sigxfsz_at_their_defaults(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     ignored = int(done.stdout.split()[1], 16)
     assert not ignored & (1 << (13 - 1)) and not ignored & (1 << (25 - 1)), done.stdout  # SIGPIPE, SIGXFSZ
+
+
+def test_a_deleted_working_directory_is_one_error_line(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{WRAPPER}" -r -v'
+    done = subprocess.run(["sh", "-c", script], env=_env(KLP_LD_PYTHON=sys.executable), capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("klp-ld: error: cannot read the working directory"), done.stderr
+    assert len(done.stderr.splitlines()) == 1
