@@ -16,6 +16,13 @@ test's directories at their host paths, so logs, reports and ``Built`` paths rea
 kernel. When a piece cannot be had (no root, no apt, no network, no qemu), :class:`BenchUnavailable` says
 why in one line; the pytest fixtures turn it into a skip (a failure under CI).
 
+Debian has no ppc64el kernel with CONFIG_LIVEPATCH, so the ppc64le series is a kernel the bench builds
+itself (see :class:`CrossKernel`): Debian 12's ``linux-source-6.1`` cross-compiled with Debian's
+``gcc-powerpc64le-linux-gnu`` from allnoconfig plus ``configs/ppc64le.config``, cached once built, and
+booted on QEMU's pseries machine with Debian's ppc64el busybox. Everything after the setup (building
+external modules, booting, cases, results) is the same code for every series; :class:`Machine` holds
+what differs between the architectures.
+
 Nothing here imports pytest, so the bench can be driven from a Python prompt while debugging.
 """
 
@@ -28,6 +35,7 @@ import dataclasses
 import fcntl
 import functools
 import gzip
+import hashlib
 import math
 import os
 import re
@@ -90,6 +98,86 @@ SOURCES: Final[Mapping[str, KernelSource]] = MappingProxyType(
 )
 DEFAULT_SERIES: Final = "6.1"
 
+
+@dataclass(frozen=True)
+class Machine:
+    """What booting one architecture's kernels under QEMU and building modules for them takes.
+
+    ``qemu_options`` come before ``-kernel``; ``console`` is the kernel's console device; ``kernel_file``
+    names the booted file in an image tree (``boot/<kernel_file>-<release>``); ``make_vars`` go on every
+    kbuild command line (ARCH and CROSS_COMPILE of a cross build). ``host_busybox`` says whether the
+    guest's busybox runs on the host: then its applet list is read there, otherwise the guest's /init
+    installs the applet links itself.
+    """
+
+    name: str
+    qemu: str
+    qemu_package: str
+    qemu_options: tuple[str, ...]
+    console: str
+    kernel_file: str
+    make_vars: tuple[tuple[str, str], ...] = ()
+    host_busybox: bool = True
+
+    @property
+    def append(self) -> str:
+        """The kernel parameters of every boot (a test's ``append`` comes after them)."""
+        return f"console={self.console} panic=-1 quiet loglevel=4"
+
+    @property
+    def cross_compile(self) -> str:
+        """The CROSS_COMPILE prefix ("" for a native build)."""
+        return dict(self.make_vars).get("CROSS_COMPILE", "")
+
+
+_QEMU_COMMON: Final = ("-accel", "tcg")
+X86_64: Final = Machine(
+    "x86_64", "qemu-system-x86_64", "qemu-system-x86",
+    (*_QEMU_COMMON, "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot", "-nic", "none"),
+    console="ttyS0", kernel_file="vmlinuz",
+)  # fmt: skip
+# pseries boots the ELF vmlinux through SLOF. TCG cannot emulate the speculation-barrier workarounds the
+# machine asks for by default: turning them off spares a warning per boot. POWER9: the kernel is built for
+# POWER8 and up (Debian's ppc64el baseline), and TCG emulates POWER9 well.
+_PSERIES: Final = "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off"
+PPC64LE: Final = Machine(
+    "ppc64le", "qemu-system-ppc64", "qemu-system-ppc",
+    ("-M", _PSERIES, *_QEMU_COMMON, "-cpu", "POWER9", "-m", "1024", "-smp", "1", "-no-reboot",
+     "-nic", "none", "-vga", "none"),
+    console="hvc0", kernel_file="vmlinux",
+    make_vars=(("ARCH", "powerpc"), ("CROSS_COMPILE", "powerpc64le-linux-gnu-")), host_busybox=False,
+)  # fmt: skip
+
+CONFIGS: Final = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class CrossKernel:
+    """A kernel series the bench builds itself, for an architecture Debian's kernel images cannot serve.
+
+    ``source_package`` is Debian's kernel source package (its ``usr/src/<package>.tar.xz``), built with
+    the cross compiler of ``compiler_package`` from allnoconfig plus the ``fragment`` (every line of which
+    must hold in the result). The guest's busybox is Debian's ``busybox-static`` of ``busybox_arch``.
+    The cache key is the source package's version and a digest of the fragment and the build recipe.
+    """
+
+    source_package: str
+    fragment: Path
+    machine: Machine
+    compiler_package: str
+    busybox_arch: str
+
+
+CROSS_KERNELS: Final[Mapping[str, CrossKernel]] = MappingProxyType(
+    {
+        "ppc64le": CrossKernel(
+            "linux-source-6.1", CONFIGS / "ppc64le.config", PPC64LE, "gcc-powerpc64le-linux-gnu", "ppc64el"
+        ),
+    }
+)
+# Every series, in the order `all` runs them and the boot summary lists them.
+SERIES: Final = (*KERNELS, *CROSS_KERNELS)
+
 ENV_CACHE: Final = "KLP_LD_BENCH_CACHE"
 ENV_SHELL: Final = "KLP_LD_BENCH_SHELL"
 ENV_KEEP: Final = "KLP_LD_BENCH_KEEP"
@@ -129,7 +217,6 @@ GUEST_MODULE_DIR: Final = "/mod"
 
 DEFAULT_BOOT_TIMEOUT: Final = 120.0
 _KALLSYMS_DUMP_TIME: Final = 90.0
-_KERNEL_APPEND: Final = "console=ttyS0 panic=-1 quiet loglevel=4"
 
 _CASE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 # CSI sequences, OSC strings, charset selection, then any other two-character escape (SeaBIOS sends ESC c).
@@ -154,9 +241,9 @@ _BOOTS: Final[collections.Counter[str]] = collections.Counter()
 
 
 def boot_counts() -> dict[str, int]:
-    """How many times this process booted each series' kernel, in KERNELS order (series never booted
+    """How many times this process booted each series' kernel, in SERIES order (series never booted
     are left out)."""
-    return {series: _BOOTS[series] for series in KERNELS if _BOOTS[series]}
+    return {series: _BOOTS[series] for series in SERIES if _BOOTS[series]}
 
 
 class BenchUnavailable(Exception):
@@ -194,17 +281,18 @@ def headers_dir(release: str) -> Path:
 
 
 def parse_series(value: str | None) -> tuple[str, ...]:
-    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "all", "6.1,6.12") into series names.
+    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "ppc64le", "all", "6.1,ppc64le") into
+    series names.
 
     Raises ValueError for an unknown series, so a typo fails loudly instead of testing nothing.
     """
     text = (value or "").strip() or DEFAULT_SERIES
     if text == "all":
-        return tuple(KERNELS)
+        return SERIES
     chosen: list[str] = []
     for item in (part.strip() for part in text.split(",")):
-        if item not in KERNELS:
-            raise ValueError(f"unknown kernel series {item!r}: choose {', '.join(KERNELS)} or all")
+        if item not in SERIES:
+            raise ValueError(f"unknown kernel series {item!r}: choose {', '.join(SERIES)} or all")
         if item not in chosen:
             chosen.append(item)
     return tuple(chosen)
@@ -416,6 +504,19 @@ class _Apt:
                     found.add(current)
                 current = None
         return found
+
+    def candidate(self, package: str) -> str | None:
+        """The version apt would install of ``package`` (None: not offered, even after an update)."""
+        for _ in range(2):
+            proc = self._run(["apt-cache", "policy", package], timeout=300)
+            for line in proc.stdout.splitlines():
+                if line.strip().startswith("Candidate:"):
+                    version = line.split(":", 1)[1].strip()
+                    if version not in ("", "(none)"):
+                        return version
+            if not self.update():
+                break
+        return None
 
     def search(self, pattern: str) -> list[str]:
         proc = self._run(["apt-cache", "search", "--names-only", pattern], timeout=300)
@@ -742,6 +843,242 @@ def _nested_binds(binds: Iterable[tuple[str, Path]]) -> list[tuple[str, Path]]:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Kernels the bench builds itself (CROSS_KERNELS)
+
+
+# Host tools a cross-built series needs besides its compiler and QEMU (kbuild's own tools: make, the host
+# compiler for scripts/, flex and bison for Kconfig, bc for kernel/time; xz for the source tarball).
+_CROSS_HOST_TOOLS: Final = (
+    ("make", "make"), ("gcc", "gcc"), ("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("xz", "xz-utils"),
+    ("dpkg-deb", "dpkg"),
+)  # fmt: skip
+# Bumped when the way the kernel is built changes, so that cached builds made the old way are not used.
+_CROSS_RECIPE: Final = "allnoconfig + KCONFIG_ALLCONFIG fragment; vmlinux modules; modules_install; 1"
+_CROSS_MARKER: Final = ".complete"
+_CROSS_BUILD_TIMEOUT: Final = 4 * 3600.0
+
+
+def _missing_cross_packages(spec: CrossKernel) -> list[str]:
+    """Host packages the cross-built series ``spec`` still needs."""
+    tools = (
+        *_CROSS_HOST_TOOLS,
+        (f"{spec.machine.cross_compile}gcc", spec.compiler_package),
+        (spec.machine.qemu, spec.machine.qemu_package),
+    )
+    missing = [package for tool, package in tools if shutil.which(tool) is None]
+    if not Path("/usr/include/stdio.h").is_file():  # kbuild's host programs (fixdep, kconfig, modpost)
+        missing.append("libc6-dev")
+    return missing
+
+
+def cross_config_digest(spec: CrossKernel) -> str:
+    """12 hex digits naming the configuration and recipe of a cross build (part of its cache key)."""
+    digest = hashlib.sha256(_CROSS_RECIPE.encode() + b"\0" + spec.fragment.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def config_fragment(text: str) -> dict[str, str]:
+    """A config fragment's settings: ``CONFIG_X=value`` lines, and ``# CONFIG_X is not set`` as "n"."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        unset = re.fullmatch(r"# (CONFIG_[A-Za-z0-9_]+) is not set", line)
+        if unset:
+            settings[unset.group(1)] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            name, value = line.split("=", 1)
+            settings[name] = value.strip()
+    return settings
+
+
+def config_mismatches(fragment: str, config: str) -> list[str]:
+    """Settings of ``fragment`` that ``config`` (a whole .config) does not have, one line each.
+
+    Kconfig drops a setting whose dependencies are not met without a word, so a fragment line that did
+    not survive (``CONFIG_LIVEPATCH=y`` without DYNAMIC_FTRACE_WITH_REGS) must be caught here."""
+    have = config_fragment(config)
+    wrong = []
+    for name, value in config_fragment(fragment).items():
+        got = have.get(name, "n")
+        if got != value:
+            wrong.append(f"{name}={value} (got: {'not set' if got == 'n' else got})")
+    return wrong
+
+
+def _path_safe(version: str) -> str:
+    """A Debian version as part of a directory name that make accepts (no ':' of an epoch)."""
+    return re.sub(r"[^A-Za-z0-9.+~-]", "_", version)
+
+
+def _cross_release(kernel: Path) -> str | None:
+    """The kernel release of a completed cross build directory (None: incomplete or broken)."""
+    try:
+        release = (kernel / _CROSS_MARKER).read_text().strip()
+    except OSError:
+        return None
+    image = kernel / "image"
+    ready = (
+        release != ""
+        and (image / "boot" / f"vmlinux-{release}").is_file()
+        and (image / "boot" / f"System.map-{release}").is_file()
+        and (kernel / "build" / "Module.symvers").is_file()
+    )
+    return release if ready else None
+
+
+def _foreign_busybox(arch: str, cross: Path) -> Path:
+    """Debian's static busybox of Debian architecture ``arch`` (from the host's suites: Debian 12's on
+    Debian 12), unpacked once into ``cross``.
+
+    apt downloads it with the host's sources and keys but a private state directory whose architecture is
+    ``arch``: the host's dpkg architectures, package lists and status stay as they are (no
+    ``dpkg --add-architecture``). The lists are thrown away once the package is unpacked.
+    """
+    tree = cross / f"busybox-{arch}"
+    busybox = tree / "bin" / "busybox"
+    if _is_static_elf(busybox):
+        return busybox
+    package = f"busybox-static:{arch}"
+    if shutil.which("apt-get") is None:
+        raise BenchUnavailable(f"{package} not cached and there is no apt-get to fetch it")
+    with _file_lock(cross / f".busybox-{arch}.lock"):
+        if _is_static_elf(busybox):
+            return busybox
+        for stale in cross.glob(f".busybox-{arch}-*"):  # a killed run's; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".busybox-{arch}-", dir=cross))
+        try:
+            _download_foreign(arch, "busybox-static", staging)
+            debs = sorted(staging.glob("busybox-static_*.deb"))
+            proc = _run(["dpkg-deb", "-x", str(debs[-1]), str(staging / "tree")], timeout=300)
+            if proc.returncode != 0 or not _is_static_elf(staging / "tree" / "bin" / "busybox"):
+                raise BenchUnavailable(f"{debs[-1].name}: no static bin/busybox ({_reason(proc.stdout)})")
+            if tree.exists():
+                shutil.rmtree(tree)
+            (staging / "tree").rename(tree)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return busybox
+
+
+def _download_foreign(arch: str, package: str, directory: Path) -> None:
+    """``apt-get download`` of ``package`` for Debian architecture ``arch`` into ``directory``, with the
+    host's sources and keys and a state directory of its own under ``directory/apt``."""
+    state = directory / "apt"
+    for sub in (state / "lists" / "partial", state / "cache" / "archives" / "partial"):
+        sub.mkdir(parents=True)
+    (state / "status").touch()
+    apt = ["apt-get", "-o", f"Dir::State={state}", "-o", f"Dir::State::status={state / 'status'}"]
+    apt += ["-o", f"Dir::Cache={state / 'cache'}", "-o", f"APT::Architecture={arch}"]
+    apt += ["-o", f"APT::Architectures={arch}"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    proc = _run([*apt, "update"], timeout=900, env=env)
+    if proc.returncode != 0:
+        raise BenchUnavailable(f"apt-get update for {arch} failed: {_reason(proc.stdout)}")
+    proc = _run([*apt, "download", package], cwd=directory, timeout=900, env=env)
+    if proc.returncode != 0 or not any(directory.glob(f"{package}_*.deb")):
+        raise BenchUnavailable(f"apt-get download {package}:{arch} failed: {_reason(proc.stdout)}")
+
+
+def _ensure_cross_kernel(series: str, cross: Path, apt: _Apt) -> tuple[str, Path]:
+    """The release and directory of a completed build of ``series``, building it first if needed.
+
+    The directory is ``<cross>/<series>-<source version>-<config digest>``: the version apt offers of the
+    source package (without apt, or when it offers none, the newest completed build of this
+    configuration), so a new Debian point release is built once and then reused. A build runs under a
+    lock of its own, so concurrent pytest processes build it once; the others wait and use it.
+    """
+    spec = CROSS_KERNELS[series]
+    digest = cross_config_digest(spec)
+    version = apt.candidate(spec.source_package) if apt.present() else None
+    if version is None:
+        done = [
+            (release, path) for path in cross.glob(f"{series}-*-{digest}")
+            if (release := _cross_release(path)) is not None
+        ]  # fmt: skip
+        if done:
+            return max(done, key=lambda item: _release_key(item[0]))
+        raise BenchUnavailable(f"apt offers no {spec.source_package} and no build of it is cached")
+    kernel = cross / f"{series}-{_path_safe(version)}-{digest}"
+    release = _cross_release(kernel)
+    if release is not None:
+        return release, kernel
+    with _file_lock(cross / f".{kernel.name}.lock"):
+        release = _cross_release(kernel)
+        if release is None:
+            release = _build_cross_kernel(spec, version, kernel, apt)
+    return release, kernel
+
+
+def _build_cross_kernel(spec: CrossKernel, version: str, kernel: Path, apt: _Apt) -> str:
+    """Unpack the source package into ``kernel/src``, configure and build it in ``kernel/build`` (O=),
+    install vmlinux, System.map and the modules into ``kernel/image`` and write the marker last.
+
+    kbuild's output directory keeps the source tree's absolute path, so the build happens in place; a
+    directory without the marker is an interrupted build and is started afresh (the caller holds its
+    lock). The log is ``kernel/build.log``; ``build`` is where external modules build (``make -C``).
+    """
+    if kernel.exists():
+        shutil.rmtree(kernel)
+    kernel.mkdir(parents=True)
+    log_path = kernel / "build.log"
+    started = time.monotonic()
+
+    def step(cmd: Sequence[str], what: str, *, timeout: float = 900.0, cwd: Path | None = None) -> None:
+        proc = _run(cmd, timeout=timeout, cwd=cwd)
+        with log_path.open("a") as log:
+            log.write(f"$ {shlex.join(cmd)}\n{proc.stdout}")
+        if proc.returncode != 0:
+            raise BenchError(
+                f"{what} failed (status {proc.returncode}); log {log_path}, last lines:\n"
+                f"{_tail(proc.stdout, 30)}"
+            )
+
+    download = kernel / "download"
+    download.mkdir()
+    deb = apt.download([spec.source_package], download)[0]
+    got = _run(["dpkg-deb", "-f", str(deb), "Version"], timeout=60).stdout.strip()
+    if got != version:
+        wrong = got or deb.name
+        raise BenchUnavailable(f"apt offered {spec.source_package} {version} but downloaded {wrong}")
+    step(["dpkg-deb", "-x", str(deb), str(download / "package")], f"dpkg-deb -x {deb.name}")
+    tarball = download / "package" / "usr" / "src" / f"{spec.source_package}.tar.xz"
+    unpack = kernel / "unpack"
+    unpack.mkdir()
+    step(["tar", "-xJf", str(tarball), "-C", str(unpack)], f"unpacking {tarball.name}")
+    shutil.rmtree(download)
+    (top,) = unpack.iterdir()
+    top.rename(kernel / "src")
+    unpack.rmdir()
+
+    fragment = kernel / "config.fragment"
+    fragment.write_bytes(spec.fragment.read_bytes())
+    build, image = kernel / "build", kernel / "image"
+    make = ["make", "-C", str(kernel / "src"), f"O={build}"]
+    make += [f"{name}={value}" for name, value in spec.machine.make_vars]
+    step([*make, f"KCONFIG_ALLCONFIG={fragment}", "allnoconfig"], "make allnoconfig")
+    dropped = config_mismatches(fragment.read_text(), (build / ".config").read_text())
+    if dropped:
+        raise BenchError(
+            f"{spec.fragment.name}: Kconfig dropped {len(dropped)} setting(s) (unmet dependencies?): "
+            + "; ".join(dropped)
+        )
+    jobs = os.cpu_count() or 1
+    step([*make, f"-j{jobs}", "vmlinux", "modules"], "the kernel build", timeout=_CROSS_BUILD_TIMEOUT)
+    # busybox insmod needs no modules.dep, and kmod's depmod need not be on the host.
+    step([*make, f"INSTALL_MOD_PATH={image}", "DEPMOD=true", "modules_install"], "make modules_install")
+    release = (build / "include" / "config" / "kernel.release").read_text().strip()
+    (image / "boot").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(build / "vmlinux", image / "boot" / f"vmlinux-{release}")
+    shutil.copy2(build / "System.map", image / "boot" / f"System.map-{release}")
+    seconds = time.monotonic() - started
+    with log_path.open("a") as log:
+        log.write(f"# {spec.source_package} {version}: kernel {release} built in {seconds:.0f} s\n")
+    (kernel / _CROSS_MARKER).write_text(release + "\n")
+    return release
+
+
+# --------------------------------------------------------------------------------------------------------
 # Cases and results
 
 
@@ -924,14 +1261,20 @@ class _Initramfs:
         return gzip.compress(bytes(out), compresslevel=6, mtime=0)
 
 
-def _init_script(cases: Sequence[Case], *, dump_kallsyms: bool, shell: bool) -> str:
+def _init_script(
+    cases: Sequence[Case], *, dump_kallsyms: bool, shell: bool, install_applets: bool = False
+) -> str:
     """The guest's /init: mount, optionally dump kallsyms, run each case, power off (or open a shell).
 
     While a case runs the console keeps the boot's loglevel, so errors and oopses reach the raw console
     log; while results are printed it is turned down to 1 so no kernel line can split a marker block.
+    ``install_applets``: busybox makes its applet links first (a busybox the host cannot run, whose
+    applet list is not known when the initramfs is packed).
     """
-    lines = [
-        "#!/bin/sh",
+    lines = ["#!/bin/sh"]
+    if install_applets:
+        lines.append("/bin/busybox --install -s")
+    lines += [
         "export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root",
         "mount -t proc proc /proc",
         "mount -t sysfs sysfs /sys",
@@ -1060,6 +1403,7 @@ class Bench:
     shell: bool = False
     chroot: Chroot | None = None
     shared: tuple[Path, ...] = ()
+    machine: Machine = X86_64
 
     @classmethod
     def prepare(
@@ -1076,8 +1420,10 @@ class Bench:
         BenchUnavailable. ``cache`` defaults to :func:`cache_root`; ``keep``/``shell`` to the
         KLP_LD_BENCH_KEEP/KLP_LD_BENCH_SHELL environment variables; ``shared`` are more directories
         builds may use (see the class)."""
+        if series in CROSS_KERNELS:
+            return cls._prepare_cross(series, workdir, cache=cache, keep=keep, shell=shell, shared=shared)
         if series not in KERNELS:
-            raise ValueError(f"unknown kernel series {series!r}: choose {', '.join(KERNELS)}")
+            raise ValueError(f"unknown kernel series {series!r}: choose {', '.join(SERIES)}")
         machine = os.uname().machine
         if machine != "x86_64":
             raise BenchUnavailable(f"the bench boots amd64 kernels and needs an x86_64 host, not {machine}")
@@ -1120,11 +1466,46 @@ class Bench:
             chroot=chroot, shared=tuple(Path(path) for path in shared),
         )  # fmt: skip
 
+    @classmethod
+    def _prepare_cross(
+        cls,
+        series: str,
+        workdir: Path,
+        *,
+        cache: Path | None,
+        keep: bool | None,
+        shell: bool | None,
+        shared: Iterable[Path],
+    ) -> Bench:
+        """:meth:`prepare` for a series the bench builds itself (see :class:`CrossKernel`)."""
+        spec = CROSS_KERNELS[series]
+        root = cache if cache is not None else cache_root()
+        apt = _Apt()
+        with _file_lock(root / ".setup.lock"):
+            apt.install(_missing_cross_packages(spec))
+            still = _missing_cross_packages(spec)
+            if still:
+                raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
+        busybox = _foreign_busybox(spec.busybox_arch, root / "cross")
+        release, kernel = _ensure_cross_kernel(series, root / "cross", apt)
+        qemu = shutil.which(spec.machine.qemu)
+        if qemu is None:
+            raise BenchUnavailable(f"{spec.machine.qemu} vanished during setup")
+        workdir.mkdir(parents=True, exist_ok=True)
+        return cls(
+            series=series, release=release, headers=kernel / "build", cache=kernel, image=kernel / "image",
+            workdir=workdir, busybox=busybox, qemu=qemu,
+            keep=env_flag(ENV_KEEP) if keep is None else keep,
+            shell=env_flag(ENV_SHELL) if shell is None else shell,
+            shared=tuple(Path(path) for path in shared), machine=spec.machine,
+        )  # fmt: skip
+
     # -- image pieces ------------------------------------------------------------------------------------
 
     @property
     def vmlinuz(self) -> Path:
-        return _image_file(self.image, self.release, "vmlinuz")
+        """The kernel QEMU boots: ``vmlinuz`` on x86_64, the ELF ``vmlinux`` on ppc64le."""
+        return _image_file(self.image, self.release, self.machine.kernel_file)
 
     @property
     def system_map(self) -> Path:
@@ -1140,7 +1521,8 @@ class Bench:
 
     def image_module(self, path: str) -> Path:
         """A module shipped with the kernel, e.g. ``"drivers/net/dummy"``: ``dummy.ko`` on 6.1 and
-        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either)."""
+        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either); on ppc64le the
+        modules of the bench's own build, e.g. ``"samples/livepatch/livepatch-sample"``."""
         base = self.modules_dir / "kernel" / path.removesuffix(".ko")
         for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
             candidate = base.with_name(base.name + suffix)
@@ -1186,8 +1568,10 @@ class Bench:
         make_vars: Mapping[str, str] | None = None,
         jobs: int | None = None,
     ) -> list[str]:
-        """``make -C <headers> M=<directory> [LD=...] [NAME=value...] [-jN] <targets>`` (for :meth:`run`)."""
+        """``make -C <headers> M=<directory> [ARCH=... CROSS_COMPILE=...] [LD=...] [NAME=value...] [-jN]
+        <targets>`` (for :meth:`run`); ARCH and CROSS_COMPILE for a cross-built series only."""
         cmd = ["make", "-C", str(self.headers), f"M={directory}"]
+        cmd += [f"{name}={value}" for name, value in self.machine.make_vars]
         if ld is not None:
             cmd.append(f"LD={os.fspath(ld)}")
         cmd += [f"{name}={value}" for name, value in (make_vars or {}).items()]
@@ -1344,12 +1728,19 @@ class Bench:
             archive.directory(directory)
         archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
         archive.file("bin/busybox", self.busybox.read_bytes(), 0o755)
-        applets = _run([str(self.busybox), "--list-full"], timeout=30).stdout.split()
-        for applet in applets:
-            if applet.strip("/") != "bin/busybox":
-                archive.symlink(applet, "/bin/busybox")
+        if self.machine.host_busybox:
+            applets = _run([str(self.busybox), "--list-full"], timeout=30).stdout.split()
+            for applet in applets:
+                if applet.strip("/") != "bin/busybox":
+                    archive.symlink(applet, "/bin/busybox")
+        else:  # /init makes the links: `busybox --install -s` needs their directories
+            for directory in ("bin", "sbin", "usr/bin", "usr/sbin"):
+                archive.directory(directory)
         archive.symlink("bin/sh", "/bin/busybox")
-        archive.file("init", _init_script(cases, dump_kallsyms=dump, shell=self.shell).encode(), 0o755)
+        init = _init_script(
+            cases, dump_kallsyms=dump, shell=self.shell, install_applets=not self.machine.host_busybox
+        )
+        archive.file("init", init.encode(), 0o755)
         for index, case in enumerate(cases):
             archive.file(f"bench/case-{index}.sh", case.script().encode(), 0o755)
         paths: list[Path] = []
@@ -1376,9 +1767,9 @@ class Bench:
 
         In shell mode the console is the user's terminal (and a log file QEMU writes), with no timeout.
         """
-        cmdline = f"{_KERNEL_APPEND} {append}".strip()
-        cmd = [self.qemu, "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot"]
-        cmd += ["-nic", "none", "-kernel", str(self.vmlinuz), "-initrd", str(initrd), "-append", cmdline]
+        cmdline = f"{self.machine.append} {append}".strip()
+        cmd = [self.qemu, *self.machine.qemu_options]
+        cmd += ["-kernel", str(self.vmlinuz), "-initrd", str(initrd), "-append", cmdline]
         started = time.monotonic()
         if self.shell:
             log = boot_dir / "console.raw"

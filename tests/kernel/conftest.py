@@ -1,8 +1,10 @@
 """Fixtures for the kernel bench: ``bench`` is a ready kernel of the selected series, once per session.
 
-Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=7.2``, ``--kernel=all`` or
-env KLP_LD_KERNEL; every test that uses ``bench`` runs once per selected series. Nothing is prepared unless
-such a test is selected, so ``-m "not kernel"`` costs only the import of this file.
+Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=7.2``, ``--kernel=ppc64le``,
+``--kernel=all`` or env KLP_LD_KERNEL; every test that uses ``bench`` runs once per selected Debian x86_64
+series. ``ppc64le_bench`` is the ppc64le kernel the bench cross-builds; its tests run when ppc64le is
+selected (``all`` includes it). Tests whose series are all unselected are deselected. Nothing is prepared
+unless such a test is selected, so ``-m "not kernel"`` costs only the import of this file.
 
 A missing prerequisite (no root, apt, network or QEMU) skips with a one-line reason, except under CI
 (env ``CI`` set to true), where it fails: a CI run must prove something in a kernel. The session ends with
@@ -21,8 +23,10 @@ from typing import NoReturn
 import pytest
 
 from .bench import (
+    CROSS_KERNELS,
     ENV_KEEP,
     ENV_KERNEL,
+    KERNELS,
     Bench,
     BenchUnavailable,
     boot_counts,
@@ -36,6 +40,8 @@ KMOD = REPO_ROOT / "testdata" / "kmod"
 KLP_LD = REPO_ROOT / "wrappers" / "klp-ld"
 
 _BENCH_FIXTURES = frozenset({"bench", "kernel_series"})
+PPC64LE = "ppc64le"
+_PPC64LE_FIXTURES = frozenset({"ppc64le_bench"})
 ENV_CI = "CI"
 
 
@@ -63,18 +69,37 @@ def selected_series(config: pytest.Config) -> tuple[str, ...]:
         raise pytest.UsageError(f"--kernel / {ENV_KERNEL}: {exc}") from exc
 
 
+def debian_series(config: pytest.Config) -> tuple[str, ...]:
+    """The selected series that ``bench`` serves: Debian's x86_64 kernels."""
+    return tuple(series for series in selected_series(config) if series in KERNELS)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kernel_series" in metafunc.fixturenames:
-        series = selected_series(metafunc.config)
-        metafunc.parametrize("kernel_series", series, indirect=True, scope="session")
+        series = debian_series(metafunc.config)
+        if series:  # none: the tests are deselected below
+            metafunc.parametrize("kernel_series", series, indirect=True, scope="session")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that boots a kernel, so ``-m "not kernel"`` deselects it even without pytestmark."""
+    """Mark every test that boots a kernel, so ``-m "not kernel"`` deselects it even without pytestmark,
+    and deselect the tests of series that ``--kernel`` did not select (``--kernel=ppc64le`` runs no
+    x86_64 test, the default runs no ppc64le test)."""
+    x86 = bool(debian_series(config))
+    ppc64le = PPC64LE in selected_series(config)
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
-        if _BENCH_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        uses_bench, uses_ppc64le = bool(_BENCH_FIXTURES & names), bool(_PPC64LE_FIXTURES & names)
+        if uses_bench or uses_ppc64le:
             item.add_marker(pytest.mark.kernel)
+        unselected = (uses_bench and not x86) or (uses_ppc64le and not ppc64le)
+        (dropped if unselected else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def boot_summary() -> str:
@@ -97,7 +122,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def kernel_series(request: pytest.FixtureRequest) -> str:
     param = getattr(request, "param", None)
-    return str(param) if param is not None else selected_series(request.config)[0]
+    return str(param) if param is not None else (*debian_series(request.config), *KERNELS)[0]
+
+
+def _prepared_bench(series: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    _prepared.add(series)
+    keep = env_flag(ENV_KEEP)
+    if keep:
+        workdir = cache_root() / "keep" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / series
+    else:
+        workdir = tmp_path_factory.mktemp(f"bench-{series}-")
+    try:
+        ready = Bench.prepare(series, workdir, keep=keep, shared=[tmp_path_factory.getbasetemp()])
+    except BenchUnavailable as exc:
+        unavailable(f"kernel bench {series}: {exc}")
+    yield ready
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -108,19 +149,15 @@ def bench(kernel_series: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     Build and boot directories go to pytest's temporary directory and are removed at the end; with
     KLP_LD_BENCH_KEEP=1 they go to <cache>/keep/<date>-<pid>/<series>/ and stay.
     """
-    _prepared.add(kernel_series)
-    keep = env_flag(ENV_KEEP)
-    if keep:
-        workdir = cache_root() / "keep" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" / kernel_series
-    else:
-        workdir = tmp_path_factory.mktemp(f"bench-{kernel_series}-")
-    try:
-        ready = Bench.prepare(kernel_series, workdir, keep=keep, shared=[tmp_path_factory.getbasetemp()])
-    except BenchUnavailable as exc:
-        unavailable(f"kernel bench {kernel_series}: {exc}")
-    yield ready
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from _prepared_bench(kernel_series, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def ppc64le_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """The ppc64le kernel the bench cross-builds (the first use builds it: several minutes), as ``bench``
+    is for Debian's kernels: same skip (under CI: failure) for a missing prerequisite, same workdir."""
+    assert PPC64LE in CROSS_KERNELS
+    yield from _prepared_bench(PPC64LE, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

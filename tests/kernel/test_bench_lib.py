@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from .bench import (
+    CROSS_KERNELS,
     KERNELS,
+    PPC64LE,
     SOURCES,
+    X86_64,
     Built,
     Case,
     Chroot,
@@ -29,6 +32,9 @@ from .bench import (
     _series_image_pattern,
     _static_busybox,
     cache_root,
+    config_fragment,
+    config_mismatches,
+    cross_config_digest,
     kallsyms_addresses,
     parse_console,
     parse_series,
@@ -41,10 +47,11 @@ from .conftest import boot_summary, unavailable
 def test_parse_series() -> None:
     assert parse_series(None) == ("6.1",)
     assert parse_series("") == ("6.1",)
-    assert parse_series("all") == tuple(KERNELS)
+    assert parse_series("all") == (*KERNELS, *CROSS_KERNELS)
     assert parse_series("6.12, 6.1,6.12") == ("6.12", "6.1")
     assert parse_series("7.2") == ("7.2",)
-    assert parse_series("all") == ("6.1", "6.12", "7.2")
+    assert parse_series("all") == ("6.1", "6.12", "7.2", "ppc64le")
+    assert parse_series("ppc64le,6.1") == ("ppc64le", "6.1")
     with pytest.raises(ValueError, match=re.escape("unknown kernel series '6.2'")):
         parse_series("6.2")
 
@@ -295,3 +302,74 @@ def test_boot_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     assert boot_summary() == "kernel bench: 0 boots"
     bench._BOOTS.update({"7.2": 3, "6.1": 1})
     assert boot_summary() == "kernel bench: 4 boots (6.1: 1, 7.2: 3)"
+
+
+def test_machines_boot_commands() -> None:
+    """x86_64 boots as it always did; ppc64le on pseries with the hypervisor console."""
+    x86 = [X86_64.qemu, *X86_64.qemu_options]
+    assert x86 == ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
+                   "-no-reboot", "-nic", "none"]
+    assert X86_64.append == "console=ttyS0 panic=-1 quiet loglevel=4"
+    assert X86_64.make_vars == () and X86_64.cross_compile == "" and X86_64.host_busybox
+    assert PPC64LE.qemu == "qemu-system-ppc64" and PPC64LE.qemu_options[1].startswith("pseries")
+    assert PPC64LE.append.startswith("console=hvc0 ")
+    assert PPC64LE.cross_compile == "powerpc64le-linux-gnu-" and not PPC64LE.host_busybox
+    assert dict(PPC64LE.make_vars)["ARCH"] == "powerpc"
+
+
+def test_init_script_installs_applets_only_when_asked() -> None:
+    plain = _init_script([], dump_kallsyms=False, shell=False)
+    assert "--install" not in plain
+    script = _init_script([], dump_kallsyms=False, shell=False, install_applets=True)
+    assert script.splitlines()[:2] == ["#!/bin/sh", "/bin/busybox --install -s"]
+    assert script.splitlines()[2:] == plain.splitlines()[1:]
+
+
+def test_config_fragment_and_mismatches() -> None:
+    fragment = "# comment\nCONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D=n\nCONFIG_E=\"x y\"\n"
+    assert config_fragment(fragment) == {"CONFIG_A": "y", "CONFIG_B": "m", "CONFIG_C": "n", "CONFIG_D": "n",
+                                         "CONFIG_E": '"x y"'}
+    config = "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_D is not set\nCONFIG_C=y\nCONFIG_E=\"x y\"\n"
+    assert config_mismatches(fragment, config) == ["CONFIG_B=m (got: y)", "CONFIG_C=n (got: y)"]
+    assert config_mismatches("CONFIG_LIVEPATCH=y\n", "# CONFIG_LIVEPATCH is not set\n") == [
+        "CONFIG_LIVEPATCH=y (got: not set)"
+    ]
+
+
+def test_ppc64le_fragment_asks_for_livepatch() -> None:
+    spec = CROSS_KERNELS["ppc64le"]
+    settings = config_fragment(spec.fragment.read_text())
+    for name in ("CONFIG_LIVEPATCH", "CONFIG_MODULES", "CONFIG_MODULE_UNLOAD", "CONFIG_HVC_CONSOLE",
+                 "CONFIG_CPU_LITTLE_ENDIAN", "CONFIG_KALLSYMS_ALL", "CONFIG_DYNAMIC_FTRACE_WITH_REGS"):
+        assert settings[name] == "y", name
+    assert settings["CONFIG_SAMPLE_LIVEPATCH"] == "m" and settings["CONFIG_MODULE_SIG"] == "n"
+    assert re.fullmatch(r"[0-9a-f]{12}", cross_config_digest(spec))
+
+
+def test_ppc64le_without_its_tools_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A missing cross compiler or QEMU with no apt to install it: BenchUnavailable naming the packages
+    (which the fixture turns into a skip, or a failure under CI), before anything is downloaded."""
+    from . import bench
+
+    absent = {"qemu-system-ppc64", "powerpc64le-linux-gnu-gcc", "apt-get"}
+    real_which = shutil.which
+
+    def which(name: str, *args: object, **kwargs: object) -> str | None:
+        return None if name in absent else real_which(name)
+
+    monkeypatch.setattr(shutil, "which", which)
+    with pytest.raises(bench.BenchUnavailable) as raised:
+        bench.Bench.prepare("ppc64le", tmp_path / "work", cache=tmp_path / "cache")
+    message = str(raised.value)
+    assert "gcc-powerpc64le-linux-gnu" in message and "qemu-system-ppc" in message, message
+    assert "\n" not in message
+    assert not (tmp_path / "cache" / "cross").exists()
+
+
+def test_unavailable_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="a missing prerequisite fails the run"):
+        unavailable("no qemu-system-ppc64")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        unavailable("no qemu-system-ppc64")
