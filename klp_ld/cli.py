@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from importlib import resources
 
 from klp_ld import __version__, cmdline, realld
 from klp_ld.cmdline import LinkCommand
@@ -41,6 +40,9 @@ klp-ld options (each also settable as an environment variable):
 
 
 def include_dir() -> str:
+    """Where <klp-ld.h> is; importlib.resources (9 ms, with zipfile) only when it is asked for."""
+    from importlib import resources
+
     return str(resources.files("klp_ld") / "include")
 
 
