@@ -108,6 +108,12 @@ no-tls-optimize tls-get-addr-optimize no-tls-get-addr-optimize tls-get-addr-regs
 no-tls-get-addr-regsave no-opd-optimize no-inline-optimize no-toc-optimize no-multi-toc no-toc-sort
 non-overlapping-opd
 """
+# Every aarch64 emulation (aarch64linux, aarch64elf and their big-endian and ILP32 variants) takes
+# aarch64elf.em's options; it also adds the short option `-p` (--no-pipeline-knowledge, a no-op).
+_AARCH64_LONG_TABLE = """
+no-pipeline-knowledge no-enum-size-warning pic-veneer stub-group-size: no-wchar-size-warning
+fix-cortex-a53-835769 fix-cortex-a53-843419:: no-apply-dynamic-relocs
+"""
 
 # What klp-ld needs to know about an option, by name; every other option only has to be skipped.
 _KEYS = {
@@ -122,8 +128,13 @@ _KEYS = {
 _SHORT_KEYS = {"i": "r", "V": "v"}
 # Emulations whose options klp-ld knows, and what each adds to the table above; another
 # emulation's options may differ.
+_AARCH64_EMULATIONS = ("aarch64linux", "aarch64elf", "aarch64linuxb", "aarch64elfb", "aarch64linux32",
+                       "aarch64linux32b", "aarch64elf32", "aarch64elf32b")
 _EMULATION_TABLES = {"elf_x86_64": "", "elf32_x86_64": "", "elf_i386": "", "elf_iamcu": "",
-                     "elf64lppc": _PPC64_LONG_TABLE, "elf64ppc": _PPC64_LONG_TABLE}
+                     "elf64lppc": _PPC64_LONG_TABLE, "elf64ppc": _PPC64_LONG_TABLE,
+                     **dict.fromkeys(_AARCH64_EMULATIONS, _AARCH64_LONG_TABLE)}
+# What an emulation adds to the short options (its PARSE_AND_LIST_SHORTOPTS).
+_EMULATION_SHORT = dict.fromkeys(_AARCH64_EMULATIONS, "p")
 _C_SPACE = " \t\n\v\f\r"  # libiberty's ISSPACE; Python's str.isspace() also takes \x1c-\x1f and more
 GRAMMAR_VERSION = "2.40"  # the GNU ld whose option table this is
 RESPONSE_FILE_LIMIT = 2000  # libiberty's expandargv: the 2000th '@' argument is an error
@@ -145,8 +156,15 @@ _LONG_BY_EMULATION = {name: _table(_LONG_TABLE + extra) if extra else _LONG
                       for name, extra in _EMULATION_TABLES.items()}
 _REALLY_LONG = _table(_REALLY_LONG_TABLE)
 _FIRST_LONG = next(iter(_LONG))
-_SHORT = {c: 1 if _SHORT_TABLE[i + 1:i + 2] == ":" else 0
-          for i, c in enumerate(_SHORT_TABLE) if c != ":"}
+
+
+def _short_table(text: str) -> dict[str, int]:
+    """option letter -> 0 no value / 1 a value."""
+    return {c: 1 if text[i + 1:i + 2] == ":" else 0 for i, c in enumerate(text) if c != ":"}
+
+
+_SHORT = _short_table(_SHORT_TABLE)
+_SHORT_BY_EMULATION = {name: _short_table(_SHORT_TABLE + extra) for name, extra in _EMULATION_SHORT.items()}
 _AMBIGUOUS = ("", (0, ""))
 
 
@@ -460,9 +478,11 @@ def _match_long(name: str, table: dict[str, tuple[int, str]], long_only: bool
 class _Scan:
     """The state of one pass over ld's arguments; `run` fills it the way ld's parse_args would."""
 
-    def __init__(self, args: list[str], long_options: dict[str, tuple[int, str]] = _LONG) -> None:
+    def __init__(self, args: list[str], long_options: dict[str, tuple[int, str]] = _LONG,
+                 short_options: dict[str, int] = _SHORT) -> None:
         self.args = args
         self.long_options = long_options
+        self.short_options = short_options
         self.inputs: list[Input] = []
         self.libraries: list[Input] = []
         self.library_dirs: list[str] = []
@@ -538,7 +558,7 @@ class _Scan:
                 continue
             if arg.startswith("--"):
                 step = self._long(i, arg[2:], True)
-            elif len(arg) > 2 or arg[1] not in _SHORT:
+            elif len(arg) > 2 or arg[1] not in self.short_options:
                 step = self._long(i, arg[1:], False)
                 if step == 0:
                     step = self._short(i)
@@ -553,7 +573,7 @@ class _Scan:
         arg = self.args[i]
         name, eq, attached = text.partition("=")
         match = _match_long(name, self.long_options, True)
-        if match is None and not two_dashes and arg[1] in _SHORT:
+        if match is None and not two_dashes and arg[1] in self.short_options:
             return 0  # `-Sr`, `-ofile`: getopt_long_only falls back to short options
         if match is None or match is _AMBIGUOUS:
             # ld retries with the options that take exactly two dashes, which only `--x` can reach
@@ -588,7 +608,7 @@ class _Scan:
         while j < len(arg):
             c = arg[j]
             j += 1
-            takes = _SHORT.get(c)
+            takes = self.short_options.get(c)
             if takes is None:
                 self.reject(f"unrecognized option '{arg}'")
                 return -1
@@ -651,7 +671,8 @@ def _emulation(args: tuple[str, ...]) -> tuple[str | None, bool]:
 def analyse(cmd: LinkCommand) -> None:
     """Read the expanded command line as GNU ld would; fills in the fields `parse` documents."""
     emulation, emulation_ok = _emulation(cmd.args)
-    scan = _Scan(_ld_rewrites(cmd.args), _LONG_BY_EMULATION.get(emulation or "", _LONG))
+    scan = _Scan(_ld_rewrites(cmd.args), _LONG_BY_EMULATION.get(emulation or "", _LONG),
+                 _SHORT_BY_EMULATION.get(emulation or "", _SHORT))
     if emulation_ok:
         scan.run()
     else:
@@ -827,7 +848,8 @@ def same_options(cmd: LinkCommand, default_emulation: str | None) -> bool:
     extends (`--save-restore-funcs` is an option to powerpc64le-linux-gnu-ld)."""
     if cmd.emulation is not None:
         return True
-    return _LONG_BY_EMULATION.get(default_emulation or "") is _LONG
+    name = default_emulation or ""
+    return _LONG_BY_EMULATION.get(name) is _LONG and _SHORT_BY_EMULATION.get(name, _SHORT) is _SHORT
 
 
 def classify(cmd: LinkCommand) -> str:

@@ -203,7 +203,8 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
     never sh_type or sh_link; objcopy (binutils 2.46+) retypes them to 0x60000004 and clears
     sh_link. Such a module loads exactly as it did, so it is checked as the loader sees it, with a
     note; a cleared sh_info stays cleared, and the checks then say what that breaks. Except where
-    the loader counts some entries by section type (ppc64's call stubs): those find no room.
+    the loader counts some entries by section type (ppc64's call stubs, arm64's PLT entries): those
+    find no room.
     """
     notes: list[Diagnostic] = []
     counted = arch_of(obj).counted_in_rela
@@ -221,11 +222,10 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
             lost = sorted({r.type for r in relocs if r.type in counted})
             if lost:
                 names = ", ".join(arch_of(obj).reloc_name(t) for t in lost)
+                why = arch_of(obj).counted_in_rela_why.format(types=names)
                 notes.append(error(f"section type {sec.type:#x}, not SHT_RELA: retyped after the link "
-                                   f"(objcopy); the loader makes room for {names} entries by counting "
-                                   "them in SHT_RELA sections only (get_stubs_size), so these find none "
-                                   "and the module fails to load", code="klp-section-type",
-                                   obj=obj.path, section=sec.name))
+                                   f"(objcopy); {why}", code="klp-section-type", obj=obj.path,
+                                   section=sec.name))
             else:
                 notes.append(note(f"section type {sec.type:#x} and sh_link "
                                   f"{sec.link.name if sec.link else 0}: retyped after the link (objcopy); "

@@ -73,6 +73,8 @@ def check_module(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnost
             seen_names.add(ident.kernel_name)
             problems.extend(error(message, code=code, **where) for code, message in identity_problems(ident))
         problems.extend(_check_site(obj, sections.get(conv.section), conv, where))
+    problems.extend(_consumed_code_problems(obj, conversions))
+    problems.extend(_late_stub_problems(obj, conversions))
     problems.extend(_check_modinfo(obj, conversions))
     problems.extend(check_tables(obj))
     return problems
@@ -161,6 +163,51 @@ def _late_store_problem(arch: Arch, target: Section, conv: Conversion) -> str | 
             "STRICT_MODULE_RWX; keep such pointers in writable data (.data, or the .toc entries the compiler "
             "makes for extern objects), or refer to a vmlinux symbol, whose relocations are written while "
             "the module is still writable")
+
+
+def _consumed_code_problems(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnostic]:
+    """A module-specific relocation inside code the loader rewrites or copies before writing it
+    (the architecture's `consumed_code`: arm64's alternatives, applied by module_finalize)."""
+    arch = arch_of(obj)
+    late = [c for c in conversions if c.identity.rela_obj != VMLINUX]
+    if arch.consumed_code is None or not late:
+        return []
+    ranges = arch.consumed_code(obj)
+    out = []
+    for conv in late:
+        why = next((why for start, end, why in ranges.get(conv.section, ()) if start <= conv.offset < end),
+                   None)
+        if why is not None:
+            out.append(error(f"module-specific klp relocation inside {why}; the loader does that in "
+                             f"module_finalize, before {conv.identity.rela_obj} relocations are written",
+                             code="special-section", obj=obj.path, section=conv.section, offset=conv.offset,
+                             symbol=conv.link_name))
+    return out
+
+
+def _late_stub_problems(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnostic]:
+    """Module-specific relocations that may make the loader store a stub into read-only text (the
+    architecture's `late_stub`: arm64's PLT entries and erratum veneers); whether it must depends on
+    where the modules land, so this warns, once per object and reason, naming its first sites."""
+    arch = arch_of(obj)
+    found: dict[tuple[str, str], list[Conversion]] = {}
+    for conv in conversions:
+        if conv.identity.rela_obj == VMLINUX:
+            continue
+        why = arch.late_stub(conv.r_type, conv.offset)
+        if why is not None:
+            found.setdefault((conv.identity.rela_obj, why), []).append(conv)
+    out = []
+    for (rela_obj, why), convs in found.items():
+        first = convs[0]
+        names = ", ".join(sorted({arch.reloc_name(c.r_type) for c in convs}))
+        others = tuple(f"also at {c.section}+{c.offset:#x} ({c.link_name})" for c in convs[1:5])
+        if len(convs) > 5:
+            others += (f"and {len(convs) - 5} more site(s)",)
+        out.append(warning(f"module-specific {names} relocation for {rela_obj}: {why}", code="late-stub",
+                           obj=obj.path, section=first.section, offset=first.offset, symbol=first.link_name,
+                           notes=others))
+    return out
 
 
 def _check_special(arch: Arch, target: Section, conv: Conversion,

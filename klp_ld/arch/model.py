@@ -3,10 +3,11 @@
 The `.klp.rela`/`.klp.sym` format, names and sympos rules are the same on every architecture;
 what differs is in `arch/*/kernel/module*.c`: which relocation types `apply_relocate_add` applies
 (and whether NONE is one of them), the field each writes and how (a whole little-endian field on
-x86_64; masked bits of an instruction word on ppc64le), whether it refuses a site that is not zero,
-how it writes once the module is formed, which sections it consumes before livepatch relocations
-exist, and what a site must look like in the code (checked with capstone, in the architecture's
-`*_text` module, imported only when text sites need it).
+x86_64; masked bits of an instruction word on ppc64le and arm64), whether it refuses a site that is
+not zero, how it writes once the module is formed (and what else it may write then, such as arm64's
+PLT entries), which sections and code it consumes before livepatch relocations exist, and what a site
+must look like in the code (checked with capstone, in the architecture's `*_text` module, imported
+only when text sites need it).
 
 An object says its architecture in `e_machine`; every rule is looked up through
 `klp_ld.arch.for_machine`.
@@ -15,12 +16,16 @@ An object says its architecture in `e_machine`; every rule is looked up through
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from klp_ld.arch.sites import FuncRange, SiteCheck, SiteInput
+    from klp_ld.elf.model import ElfObject
+
+#: section name -> (start, end, why) of code the loader rewrites or copies early
+CodeRanges = Mapping[str, Sequence[tuple[int, int, str]]]
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,18 @@ class Arch:
     #: types the loader makes room for by counting them in SHT_RELA sections only (ppc64: a REL24
     #: call's stub, get_stubs_size): in a section retyped after the link they find no room
     counted_in_rela: frozenset[int] = frozenset()
+    #: what that means, as a message says it (`{types}` names the types found)
+    counted_in_rela_why: str = ("the loader makes room for {types} entries by counting them in SHT_RELA "
+                                "sections only (get_stubs_size), so these find none and the module fails "
+                                "to load")
+    #: why a module-specific relocation of a type, at an offset of its section, may make the loader write
+    #: a stub into the patch module's text with a plain store once that text is read-only (arm64: a PLT
+    #: entry or an erratum veneer), or None; the type's own site may well be written safely
+    late_stub: Callable[[int, int], str | None] = lambda r_type, offset: None
+    #: code ranges inside ordinary sections that the loader rewrites or copies before any module-specific
+    #: relocation is written (arm64: alternatives, whose replacement code shares the section it patches);
+    #: None where `early_consumed` names every such place
+    consumed_code: Callable[[ElfObject], CodeRanges] | None = None
     #: why an object with these ELF header flags is not one this loader takes (an ABI), or None
     header_problem: Callable[[int], str | None] = lambda e_flags: None
     #: undefined names the module's final link defines itself (ppc64: `.TOC.`, and the register

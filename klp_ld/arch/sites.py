@@ -130,12 +130,19 @@ def as_site(raw: SiteInput) -> RelocSite:
     return raw if isinstance(raw, RelocSite) else RelocSite(*raw)
 
 
+# Longer lists of the types a loader applies are not spelled out in a message (arm64 applies 37).
+_LISTED_TYPES = 16
+
+
 def width_problem(arch: Arch, site: RelocSite, size: int) -> str | None:
     """A site whose type the loader does not apply, or whose field does not fit the section."""
     width = arch.widths.get(site.r_type)
     if width is None:
-        known = ", ".join(arch.reloc_name(t) for t in sorted(arch.widths))
         none = " and NONE" if arch.none_applied else " (not even NONE)"
+        if len(arch.widths) > _LISTED_TYPES:
+            return (f"{arch.reloc_name(site.r_type)} has no known field width here: the kernel's {arch.name} "
+                    f"apply_relocate_add does not apply it (it applies {len(arch.widths)} other types{none})")
+        known = ", ".join(arch.reloc_name(t) for t in sorted(arch.widths))
         return (f"{arch.reloc_name(site.r_type)} has no known field width here: the kernel's {arch.name} "
                 f"apply_relocate_add only applies {known}{none}")
     if site.offset < 0 or site.offset + width > size:

@@ -171,10 +171,15 @@ class ElfObject:
         return funcs
 
     def symbol_at(self, section: Section, offset: int) -> tuple[Symbol, int] | None:
-        """The named symbol that covers `offset`, for `func+0x1b`-style locations in messages."""
+        """The named symbol that covers `offset`, for `func+0x1b`-style locations in messages.
+
+        AArch64 mapping symbols (`$x`, `$d`, `$x.<any>`: AAELF64's marks of where code and data start)
+        name no function, so they never stand for one."""
         best: Symbol | None = None
         for sym in self.symbols:
             if sym.section is not section or not sym.name or sym.type in (STT_SECTION, STT_FILE):
+                continue
+            if sym.name[:1] == "$" and sym.name[1:2] in ("x", "d") and sym.name[2:3] in ("", "."):
                 continue
             covers = sym.size == 0 or offset < sym.value + sym.size or sym.value == offset
             if sym.value <= offset and covers and (best is None or sym.value > best.value):

@@ -377,3 +377,22 @@ def test_every_powerpc_emulation_option_is_one_its_ld_knows():
         if "unrecognized option" in done.stderr or "unrecognised option" in done.stderr:
             unknown.append(spelled)
     assert unknown == []
+
+
+def test_every_aarch64_emulation_option_is_one_its_ld_knows():
+    """Each aarch64 emulation klp-ld lists is one the cross ld has, and each option klp-ld adds for it
+    (aarch64elf.em's long options and `-p`) is one that ld takes, with a value where klp-ld expects one."""
+    ld = _need("aarch64-linux-gnu-ld")
+    unknown = []
+    for emulation in cmdline._AARCH64_EMULATIONS:
+        long_options = cmdline._LONG_BY_EMULATION[emulation]
+        added = [f"--{name}" + ("=1" if takes == 1 else "") for name, (takes, _) in long_options.items()
+                 if name not in cmdline._LONG]
+        added += [f"-{c}" for c in cmdline._SHORT_BY_EMULATION[emulation] if c not in cmdline._SHORT]
+        assert len(added) == 9, added
+        for spelled in added:
+            done = subprocess.run([ld, "-m", emulation, spelled, "--help"], capture_output=True, text=True,
+                                  check=False)
+            if done.returncode != 0 or "unrecognized option '" in done.stderr or "emulation" in done.stderr:
+                unknown.append(f"-m {emulation} {spelled}: {done.stderr.strip()}")
+    assert unknown == []
