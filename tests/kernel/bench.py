@@ -19,9 +19,11 @@ why in one line; the pytest fixtures turn it into a skip (a failure under CI).
 Debian has no ppc64el kernel with CONFIG_LIVEPATCH, so the ppc64le series is a kernel the bench builds
 itself (see :class:`CrossKernel`): Debian 12's ``linux-source-6.1`` cross-compiled with Debian's
 ``gcc-powerpc64le-linux-gnu`` from allnoconfig plus ``configs/ppc64le.config``, cached once built, and
-booted on QEMU's pseries machine with Debian's ppc64el busybox. Everything after the setup (building
-external modules, booting, cases, results) is the same code for every series; :class:`Machine` holds
-what differs between the architectures.
+booted on QEMU's pseries machine with Debian's ppc64el busybox. The arm64 series is built the same way
+from Debian sid's ``linux-source-7.2`` (arm64 has livepatch since 6.17), fetched through an apt state of
+the bench's own, with Debian 12's ``gcc-aarch64-linux-gnu``, and booted on QEMU's virt machine.
+Everything after the setup (building external modules, booting, cases, results) is the same code for
+every series; :class:`Machine` holds what differs between the architectures.
 
 Nothing here imports pytest, so the bench can be driven from a Python prompt while debugging.
 """
@@ -147,6 +149,14 @@ PPC64LE: Final = Machine(
     console="hvc0", kernel_file="vmlinux",
     make_vars=(("ARCH", "powerpc"), ("CROSS_COMPILE", "powerpc64le-linux-gnu-")), host_busybox=False,
 )  # fmt: skip
+# virt boots the raw arch/arm64/boot/Image (QEMU loads it as the arm64 boot protocol asks and passes the
+# device tree) with the PL011 UART as ttyAMA0; PSCI powers the machine off.
+ARM64: Final = Machine(
+    "arm64", "qemu-system-aarch64", "qemu-system-arm",
+    ("-M", "virt", *_QEMU_COMMON, "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot", "-nic", "none"),
+    console="ttyAMA0", kernel_file="Image",
+    make_vars=(("ARCH", "arm64"), ("CROSS_COMPILE", "aarch64-linux-gnu-")), host_busybox=False,
+)  # fmt: skip
 
 CONFIGS: Final = Path(__file__).resolve().parent / "configs"
 
@@ -157,8 +167,13 @@ class CrossKernel:
 
     ``source_package`` is Debian's kernel source package (its ``usr/src/<package>.tar.xz``), built with
     the cross compiler of ``compiler_package`` from allnoconfig plus the ``fragment`` (every line of which
-    must hold in the result). The guest's busybox is Debian's ``busybox-static`` of ``busybox_arch``.
-    The cache key is the source package's version and a digest of the fragment and the build recipe.
+    must hold in the result); ``kernel_image`` is the file of the build tree QEMU boots (made by the make
+    target of its name). The guest's busybox is Debian's ``busybox-static`` of ``busybox_arch``, from the
+    host's suites. ``suite`` None takes the source package from the host's apt sources; otherwise from
+    that Debian suite through an apt state of the bench's own (see :func:`_suite_apt`), where, once the
+    suite no longer offers ``source_package``, the newest ``linux-source-<fallback>.N`` not older than it
+    takes its place. The cache key is the source package's version and a digest of the fragment and the
+    build recipe.
     """
 
     source_package: str
@@ -166,6 +181,9 @@ class CrossKernel:
     machine: Machine
     compiler_package: str
     busybox_arch: str
+    kernel_image: str = "vmlinux"
+    suite: str | None = None
+    fallback: str = ""
 
 
 CROSS_KERNELS: Final[Mapping[str, CrossKernel]] = MappingProxyType(
@@ -173,8 +191,14 @@ CROSS_KERNELS: Final[Mapping[str, CrossKernel]] = MappingProxyType(
         "ppc64le": CrossKernel(
             "linux-source-6.1", CONFIGS / "ppc64le.config", PPC64LE, "gcc-powerpc64le-linux-gnu", "ppc64el"
         ),
+        # HAVE_LIVEPATCH came to arm64 in 6.17: Debian 12 has no such source, sid's 7.2 is built with
+        # Debian 12's cross gcc 12 and binutils 2.40 (7.2 asks for gcc 8.1 and binutils 2.30).
+        "arm64": CrossKernel(
+            "linux-source-7.2", CONFIGS / "arm64.config", ARM64, "gcc-aarch64-linux-gnu", "arm64",
+            kernel_image="arch/arm64/boot/Image", suite="sid", fallback="7",
+        ),
     }
-)
+)  # fmt: skip
 # Every series, in the order `all` runs them and the boot summary lists them.
 SERIES: Final = (*KERNELS, *CROSS_KERNELS)
 
@@ -281,8 +305,8 @@ def headers_dir(release: str) -> Path:
 
 
 def parse_series(value: str | None) -> tuple[str, ...]:
-    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "ppc64le", "all", "6.1,ppc64le") into
-    series names.
+    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "ppc64le", "arm64", "all", "6.1,arm64")
+    into series names.
 
     Raises ValueError for an unknown series, so a typo fails loudly instead of testing nothing.
     """
@@ -457,11 +481,14 @@ class _Apt:
 
     With ``chroot`` they run in that chroot (``writable``: on the tree itself, else over a throw-away
     copy of it, where an update or a download leaves nothing behind but what went to a bound directory).
+    ``options`` go to every apt-get and apt-cache: the ``-o`` settings of an apt state of the bench's own
+    (see :func:`_private_apt_options`), which needs no root to update.
     """
 
     updated: bool = False
     chroot: Chroot | None = None
     writable: bool = False
+    options: tuple[str, ...] = ()
 
     def present(self) -> bool:
         return self.chroot is not None or all(shutil.which(tool) for tool in ("apt-get", "apt-cache", "dpkg"))
@@ -473,6 +500,8 @@ class _Apt:
     def _run(
         self, cmd: Sequence[str], *, timeout: float, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
+        if self.options and cmd and cmd[0] in ("apt-get", "apt-cache"):
+            cmd = [cmd[0], *self.options, *cmd[1:]]
         if self.chroot is None:
             return _run(cmd, timeout=timeout, cwd=cwd, env=self._env())
         binds = () if cwd is None else (("rw", cwd),)
@@ -482,7 +511,7 @@ class _Apt:
     def update(self) -> bool:
         """Refresh the package lists once per setup; False when that is impossible or already done (or
         pointless: over a throw-away copy of a chroot the lists would be gone for the next command)."""
-        if self.updated or not _is_root() or not self.present():
+        if self.updated or not self.present() or not (_is_root() or self.options):
             return False
         if self.chroot is not None and not self.writable:
             return False
@@ -852,7 +881,8 @@ _CROSS_HOST_TOOLS: Final = (
     ("make", "make"), ("gcc", "gcc"), ("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("xz", "xz-utils"),
     ("dpkg-deb", "dpkg"),
 )  # fmt: skip
-# Bumped when the way the kernel is built changes, so that cached builds made the old way are not used.
+# Bumped when the way the kernel is built changes, so that cached builds made the old way are not used. Its
+# text is only hashed (the kernel target is the CrossKernel's image: vmlinux on ppc64le, Image on arm64).
 _CROSS_RECIPE: Final = "allnoconfig + KCONFIG_ALLCONFIG fragment; vmlinux modules; modules_install; 1"
 _CROSS_MARKER: Final = ".complete"
 _CROSS_BUILD_TIMEOUT: Final = 4 * 3600.0
@@ -868,6 +898,8 @@ def _missing_cross_packages(spec: CrossKernel) -> list[str]:
     missing = [package for tool, package in tools if shutil.which(tool) is None]
     if not Path("/usr/include/stdio.h").is_file():  # kbuild's host programs (fixdep, kconfig, modpost)
         missing.append("libc6-dev")
+    if spec.suite is not None and not _ARCHIVE_KEYRING.is_file():  # verifies the suite's Release file
+        missing.append(_ARCHIVE_KEYRING_PACKAGE)
     return missing
 
 
@@ -910,7 +942,7 @@ def _path_safe(version: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+~-]", "_", version)
 
 
-def _cross_release(kernel: Path) -> str | None:
+def _cross_release(kernel: Path, spec: CrossKernel) -> str | None:
     """The kernel release of a completed cross build directory (None: incomplete or broken)."""
     try:
         release = (kernel / _CROSS_MARKER).read_text().strip()
@@ -919,7 +951,7 @@ def _cross_release(kernel: Path) -> str | None:
     image = kernel / "image"
     ready = (
         release != ""
-        and (image / "boot" / f"vmlinux-{release}").is_file()
+        and (image / "boot" / f"{spec.machine.kernel_file}-{release}").is_file()
         and (image / "boot" / f"System.map-{release}").is_file()
         and (kernel / "build" / "Module.symvers").is_file()
     )
@@ -961,16 +993,43 @@ def _foreign_busybox(arch: str, cross: Path) -> Path:
     return busybox
 
 
+def _private_apt_options(state: Path, arch: str, suite: str | None = None) -> list[str]:
+    """``-o`` settings that give apt-get and apt-cache a state directory of their own (``state``: package
+    lists, status, caches) for Debian architecture ``arch``, made here if missing. The host's dpkg
+    architectures, package lists and status stay as they are.
+
+    With ``suite`` None the host's sources and keys are used (its own suites). Otherwise the only source
+    is that suite's main component on the Debian mirror, verified with the archive keyring (Debian 12's
+    verifies sid, as for the chroots); the host's other sources and apt preferences are left out,
+    translations are not fetched, and a Release file past its Valid-Until date is accepted (signatures
+    are still verified)."""
+    for sub in (state / "lists" / "partial", state / "cache" / "archives" / "partial"):
+        sub.mkdir(parents=True, exist_ok=True)
+    (state / "status").touch()
+    options = ["-o", f"Dir::State={state}", "-o", f"Dir::State::status={state / 'status'}"]
+    options += ["-o", f"Dir::Cache={state / 'cache'}", "-o", f"APT::Architecture={arch}"]
+    options += ["-o", f"APT::Architectures={arch}"]
+    if suite is None:
+        return options
+    sources = state / "sources.list"
+    line = f"deb [signed-by={_ARCHIVE_KEYRING}] {DEBIAN_MIRROR} {suite} main\n"
+    if not sources.is_file() or sources.read_text() != line:
+        sources.write_text(line)
+    for empty in ("sources.list.d", "preferences.d"):
+        (state / empty).mkdir(exist_ok=True)
+    options += ["-o", f"Dir::Etc::SourceList={sources}"]
+    options += ["-o", f"Dir::Etc::SourceParts={state / 'sources.list.d'}"]
+    options += ["-o", f"Dir::Etc::Preferences={state / 'preferences'}"]
+    options += ["-o", f"Dir::Etc::PreferencesParts={state / 'preferences.d'}"]
+    options += ["-o", "APT::Default-Release=", "-o", "Acquire::Languages=none"]
+    options += ["-o", "Acquire::Check-Valid-Until=false"]
+    return options
+
+
 def _download_foreign(arch: str, package: str, directory: Path) -> None:
     """``apt-get download`` of ``package`` for Debian architecture ``arch`` into ``directory``, with the
     host's sources and keys and a state directory of its own under ``directory/apt``."""
-    state = directory / "apt"
-    for sub in (state / "lists" / "partial", state / "cache" / "archives" / "partial"):
-        sub.mkdir(parents=True)
-    (state / "status").touch()
-    apt = ["apt-get", "-o", f"Dir::State={state}", "-o", f"Dir::State::status={state / 'status'}"]
-    apt += ["-o", f"Dir::Cache={state / 'cache'}", "-o", f"APT::Architecture={arch}"]
-    apt += ["-o", f"APT::Architectures={arch}"]
+    apt = ["apt-get", *_private_apt_options(directory / "apt", arch)]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     proc = _run([*apt, "update"], timeout=900, env=env)
     if proc.returncode != 0:
@@ -980,43 +1039,99 @@ def _download_foreign(arch: str, package: str, directory: Path) -> None:
         raise BenchUnavailable(f"apt-get download {package}:{arch} failed: {_reason(proc.stdout)}")
 
 
-def _ensure_cross_kernel(series: str, cross: Path, apt: _Apt) -> tuple[str, Path]:
+def _suite_apt(suite: str, cross: Path) -> tuple[_Apt, Path]:
+    """An apt for Debian ``suite`` with a state of the bench's own, ``<cross>/apt-<suite>/``, and the lock
+    to hold while using it. Its package lists stay there between runs, so a cached build is found with
+    no network; they are fetched when missing and refreshed before a build (see
+    :func:`_ensure_cross_kernel`). Delete the directory to look for a newer upload at once."""
+    lock = cross / f".apt-{suite}.lock"
+    arch = _run(["dpkg", "--print-architecture"], timeout=60).stdout.strip() or "amd64"
+    with _file_lock(lock):
+        options = _private_apt_options(cross / f"apt-{suite}", arch, suite)
+    return _Apt(options=tuple(options)), lock
+
+
+def _locked(lock: Path | None) -> contextlib.AbstractContextManager[None]:
+    return _file_lock(lock) if lock is not None else contextlib.nullcontext()
+
+
+def _cross_source(spec: CrossKernel, apt: _Apt) -> tuple[str, str] | None:
+    """The source package a cross build takes and its version: ``spec.source_package`` as apt offers it,
+    else (with a ``fallback``) the newest ``linux-source-<fallback>.N`` apt offers that is not older."""
+    version = apt.candidate(spec.source_package)
+    if version is not None:
+        return spec.source_package, version
+    if not spec.fallback:
+        return None
+    pattern = rf"^linux-source-{re.escape(spec.fallback)}\.[0-9]+$"
+    floor = _release_key(spec.source_package)
+    names = {name for name in apt.search(pattern) if re.match(pattern, name)}
+    newer = sorted((name for name in names if _release_key(name) >= floor), key=_release_key, reverse=True)
+    offered = apt.offered(newer)
+    for name in newer:
+        version = apt.candidate(name) if name in offered else None
+        if version is not None:
+            return name, version
+    return None
+
+
+def _ensure_cross_kernel(series: str, cross: Path, host_apt: _Apt) -> tuple[str, Path]:
     """The release and directory of a completed build of ``series``, building it first if needed.
 
     The directory is ``<cross>/<series>-<source version>-<config digest>``: the version apt offers of the
     source package (without apt, or when it offers none, the newest completed build of this
-    configuration), so a new Debian point release is built once and then reused. A build runs under a
-    lock of its own, so concurrent pytest processes build it once; the others wait and use it.
+    configuration), so a new Debian point release is built once and then reused. The host's apt
+    (``host_apt``) offers it, or for a series of another suite the bench's own apt state of that suite
+    (:func:`_suite_apt`), whose lists are refreshed before a build. A build runs under a lock of its own,
+    so concurrent pytest processes build it once; the others wait and use it.
     """
     spec = CROSS_KERNELS[series]
     digest = cross_config_digest(spec)
-    version = apt.candidate(spec.source_package) if apt.present() else None
-    if version is None:
+    cross.mkdir(parents=True, exist_ok=True)
+    apt, lock = (host_apt, None) if spec.suite is None else _suite_apt(spec.suite, cross)
+
+    def directory(version: str) -> Path:
+        return cross / f"{series}-{_path_safe(version)}-{digest}"
+
+    with _locked(lock):
+        source = _cross_source(spec, apt) if apt.present() else None
+        if (
+            source is not None and spec.suite is not None
+            and _cross_release(directory(source[1]), spec) is None and apt.update()
+        ):  # fmt: skip
+            source = _cross_source(spec, apt)  # a build ahead: what the archive offers now
+    if source is None:
         done = [
             (release, path) for path in cross.glob(f"{series}-*-{digest}")
-            if (release := _cross_release(path)) is not None
+            if (release := _cross_release(path, spec)) is not None
         ]  # fmt: skip
         if done:
             return max(done, key=lambda item: _release_key(item[0]))
-        raise BenchUnavailable(f"apt offers no {spec.source_package} and no build of it is cached")
-    kernel = cross / f"{series}-{_path_safe(version)}-{digest}"
-    release = _cross_release(kernel)
+        where = "" if spec.suite is None else f" ({spec.suite})"
+        raise BenchUnavailable(f"apt{where} offers no {spec.source_package} and no build of it is cached")
+    package, version = source
+    kernel = directory(version)
+    release = _cross_release(kernel, spec)
     if release is not None:
         return release, kernel
     with _file_lock(cross / f".{kernel.name}.lock"):
-        release = _cross_release(kernel)
+        release = _cross_release(kernel, spec)
         if release is None:
-            release = _build_cross_kernel(spec, version, kernel, apt)
+            release = _build_cross_kernel(spec, package, version, kernel, apt, lock)
     return release, kernel
 
 
-def _build_cross_kernel(spec: CrossKernel, version: str, kernel: Path, apt: _Apt) -> str:
-    """Unpack the source package into ``kernel/src``, configure and build it in ``kernel/build`` (O=),
-    install vmlinux, System.map and the modules into ``kernel/image`` and write the marker last.
+def _build_cross_kernel(
+    spec: CrossKernel, package: str, version: str, kernel: Path, apt: _Apt, lock: Path | None
+) -> str:
+    """Unpack the source package ``package`` into ``kernel/src``, configure and build it in
+    ``kernel/build`` (O=), install the kernel image, System.map and the modules into ``kernel/image`` and
+    write the marker last.
 
     kbuild's output directory keeps the source tree's absolute path, so the build happens in place; a
     directory without the marker is an interrupted build and is started afresh (the caller holds its
     lock). The log is ``kernel/build.log``; ``build`` is where external modules build (``make -C``).
+    ``apt`` downloads the package, under ``lock`` when it is an apt state of the bench's own.
     """
     if kernel.exists():
         shutil.rmtree(kernel)
@@ -1025,9 +1140,10 @@ def _build_cross_kernel(spec: CrossKernel, version: str, kernel: Path, apt: _Apt
     started = time.monotonic()
 
     def step(cmd: Sequence[str], what: str, *, timeout: float = 900.0, cwd: Path | None = None) -> None:
+        begun = time.monotonic()
         proc = _run(cmd, timeout=timeout, cwd=cwd)
         with log_path.open("a") as log:
-            log.write(f"$ {shlex.join(cmd)}\n{proc.stdout}")
+            log.write(f"$ {shlex.join(cmd)}\n{proc.stdout}# {what}: {time.monotonic() - begun:.0f} s\n")
         if proc.returncode != 0:
             raise BenchError(
                 f"{what} failed (status {proc.returncode}); log {log_path}, last lines:\n"
@@ -1036,13 +1152,16 @@ def _build_cross_kernel(spec: CrossKernel, version: str, kernel: Path, apt: _Apt
 
     download = kernel / "download"
     download.mkdir()
-    deb = apt.download([spec.source_package], download)[0]
+    with _locked(lock):
+        deb = apt.download([package], download)[0]
+    with log_path.open("a") as log:
+        log.write(f"# apt-get download {package} ({version}): {time.monotonic() - started:.0f} s\n")
     got = _run(["dpkg-deb", "-f", str(deb), "Version"], timeout=60).stdout.strip()
     if got != version:
         wrong = got or deb.name
-        raise BenchUnavailable(f"apt offered {spec.source_package} {version} but downloaded {wrong}")
+        raise BenchUnavailable(f"apt offered {package} {version} but downloaded {wrong}")
     step(["dpkg-deb", "-x", str(deb), str(download / "package")], f"dpkg-deb -x {deb.name}")
-    tarball = download / "package" / "usr" / "src" / f"{spec.source_package}.tar.xz"
+    tarball = download / "package" / "usr" / "src" / f"{package}.tar.xz"
     unpack = kernel / "unpack"
     unpack.mkdir()
     step(["tar", "-xJf", str(tarball), "-C", str(unpack)], f"unpacking {tarball.name}")
@@ -1064,16 +1183,17 @@ def _build_cross_kernel(spec: CrossKernel, version: str, kernel: Path, apt: _Apt
             + "; ".join(dropped)
         )
     jobs = os.cpu_count() or 1
-    step([*make, f"-j{jobs}", "vmlinux", "modules"], "the kernel build", timeout=_CROSS_BUILD_TIMEOUT)
+    target = Path(spec.kernel_image).name  # vmlinux; Image for arch/arm64/boot/Image
+    step([*make, f"-j{jobs}", target, "modules"], "the kernel build", timeout=_CROSS_BUILD_TIMEOUT)
     # busybox insmod needs no modules.dep, and kmod's depmod need not be on the host.
     step([*make, f"INSTALL_MOD_PATH={image}", "DEPMOD=true", "modules_install"], "make modules_install")
     release = (build / "include" / "config" / "kernel.release").read_text().strip()
     (image / "boot").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(build / "vmlinux", image / "boot" / f"vmlinux-{release}")
+    shutil.copy2(build / spec.kernel_image, image / "boot" / f"{spec.machine.kernel_file}-{release}")
     shutil.copy2(build / "System.map", image / "boot" / f"System.map-{release}")
     seconds = time.monotonic() - started
     with log_path.open("a") as log:
-        log.write(f"# {spec.source_package} {version}: kernel {release} built in {seconds:.0f} s\n")
+        log.write(f"# {package} {version}: kernel {release} built in {seconds:.0f} s\n")
     (kernel / _CROSS_MARKER).write_text(release + "\n")
     return release
 
@@ -1504,7 +1624,8 @@ class Bench:
 
     @property
     def vmlinuz(self) -> Path:
-        """The kernel QEMU boots: ``vmlinuz`` on x86_64, the ELF ``vmlinux`` on ppc64le."""
+        """The kernel QEMU boots: ``vmlinuz`` on x86_64, the ELF ``vmlinux`` on ppc64le, the raw ``Image`` on
+        arm64."""
         return _image_file(self.image, self.release, self.machine.kernel_file)
 
     @property
@@ -1521,8 +1642,8 @@ class Bench:
 
     def image_module(self, path: str) -> Path:
         """A module shipped with the kernel, e.g. ``"drivers/net/dummy"``: ``dummy.ko`` on 6.1 and
-        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either); on ppc64le the
-        modules of the bench's own build, e.g. ``"samples/livepatch/livepatch-sample"``."""
+        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either); on ppc64le and arm64
+        the modules of the bench's own build, e.g. ``"samples/livepatch/livepatch-sample"``."""
         base = self.modules_dir / "kernel" / path.removesuffix(".ko")
         for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
             candidate = base.with_name(base.name + suffix)

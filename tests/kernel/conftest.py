@@ -1,10 +1,11 @@
 """Fixtures for the kernel bench: ``bench`` is a ready kernel of the selected series, once per session.
 
 Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=7.2``, ``--kernel=ppc64le``,
-``--kernel=all`` or env KLP_LD_KERNEL; every test that uses ``bench`` runs once per selected Debian x86_64
-series. ``ppc64le_bench`` is the ppc64le kernel the bench cross-builds; its tests run when ppc64le is
-selected (``all`` includes it). Tests whose series are all unselected are deselected. Nothing is prepared
-unless such a test is selected, so ``-m "not kernel"`` costs only the import of this file.
+``--kernel=arm64``, ``--kernel=all`` or env KLP_LD_KERNEL; every test that uses ``bench`` runs once per
+selected Debian x86_64 series. ``ppc64le_bench`` and ``arm64_bench`` are the kernels the bench cross-builds;
+their tests run when that series is selected (``all`` includes both). Tests whose series are all unselected
+are deselected. Nothing is prepared unless such a test is selected, so ``-m "not kernel"`` costs only the
+import of this file.
 
 A missing prerequisite (no root, apt, network or QEMU) skips with a one-line reason, except under CI
 (env ``CI`` set to true), where it fails: a CI run must prove something in a kernel. The session ends with
@@ -41,7 +42,9 @@ KLP_LD = REPO_ROOT / "wrappers" / "klp-ld"
 
 _BENCH_FIXTURES = frozenset({"bench", "kernel_series"})
 PPC64LE = "ppc64le"
-_PPC64LE_FIXTURES = frozenset({"ppc64le_bench"})
+ARM64 = "arm64"
+# The fixture of each series the bench cross-builds.
+_CROSS_FIXTURES = {"ppc64le_bench": PPC64LE, "arm64_bench": ARM64}
 ENV_CI = "CI"
 
 
@@ -85,17 +88,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that boots a kernel, so ``-m "not kernel"`` deselects it even without pytestmark,
     and deselect the tests of series that ``--kernel`` did not select (``--kernel=ppc64le`` runs no
-    x86_64 test, the default runs no ppc64le test)."""
+    x86_64 test, the default runs no ppc64le or arm64 test)."""
     x86 = bool(debian_series(config))
-    ppc64le = PPC64LE in selected_series(config)
+    selected = set(selected_series(config))
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        uses_bench, uses_ppc64le = bool(_BENCH_FIXTURES & names), bool(_PPC64LE_FIXTURES & names)
-        if uses_bench or uses_ppc64le:
+        uses_bench = bool(_BENCH_FIXTURES & names)
+        cross = {series for fixture, series in _CROSS_FIXTURES.items() if fixture in names}
+        if uses_bench or cross:
             item.add_marker(pytest.mark.kernel)
-        unselected = (uses_bench and not x86) or (uses_ppc64le and not ppc64le)
+        unselected = (uses_bench and not x86) or not cross <= selected
         (dropped if unselected else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -158,6 +162,14 @@ def ppc64le_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     is for Debian's kernels: same skip (under CI: failure) for a missing prerequisite, same workdir."""
     assert PPC64LE in CROSS_KERNELS
     yield from _prepared_bench(PPC64LE, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def arm64_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """The arm64 kernel the bench cross-builds from Debian sid's source (the first use builds it: about
+    five minutes), as ``ppc64le_bench`` is for ppc64le."""
+    assert ARM64 in CROSS_KERNELS
+    yield from _prepared_bench(ARM64, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

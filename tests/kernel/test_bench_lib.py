@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .bench import (
+    ARM64,
     CROSS_KERNELS,
     KERNELS,
     PPC64LE,
@@ -26,9 +27,13 @@ from .bench import (
     Built,
     Case,
     Chroot,
+    _Apt,
+    _cross_release,
+    _cross_source,
     _init_script,
     _Initramfs,
     _nested_binds,
+    _private_apt_options,
     _series_image_pattern,
     _static_busybox,
     cache_root,
@@ -50,8 +55,9 @@ def test_parse_series() -> None:
     assert parse_series("all") == (*KERNELS, *CROSS_KERNELS)
     assert parse_series("6.12, 6.1,6.12") == ("6.12", "6.1")
     assert parse_series("7.2") == ("7.2",)
-    assert parse_series("all") == ("6.1", "6.12", "7.2", "ppc64le")
+    assert parse_series("all") == ("6.1", "6.12", "7.2", "ppc64le", "arm64")
     assert parse_series("ppc64le,6.1") == ("ppc64le", "6.1")
+    assert parse_series("arm64") == ("arm64",)
     with pytest.raises(ValueError, match=re.escape("unknown kernel series '6.2'")):
         parse_series("6.2")
 
@@ -315,6 +321,13 @@ def test_machines_boot_commands() -> None:
     assert PPC64LE.append.startswith("console=hvc0 ")
     assert PPC64LE.cross_compile == "powerpc64le-linux-gnu-" and not PPC64LE.host_busybox
     assert dict(PPC64LE.make_vars)["ARCH"] == "powerpc"
+    assert [ARM64.qemu, *ARM64.qemu_options] == ["qemu-system-aarch64", "-M", "virt", "-accel", "tcg",
+                                                 "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot",
+                                                 "-nic", "none"]
+    assert ARM64.append == "console=ttyAMA0 panic=-1 quiet loglevel=4"
+    assert ARM64.qemu_package == "qemu-system-arm"
+    assert ARM64.make_vars == (("ARCH", "arm64"), ("CROSS_COMPILE", "aarch64-linux-gnu-"))
+    assert ARM64.kernel_file == "Image" and not ARM64.host_busybox
 
 
 def test_init_script_installs_applets_only_when_asked() -> None:
@@ -346,12 +359,99 @@ def test_ppc64le_fragment_asks_for_livepatch() -> None:
     assert re.fullmatch(r"[0-9a-f]{12}", cross_config_digest(spec))
 
 
-def test_ppc64le_without_its_tools_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arm64_fragment_asks_for_livepatch() -> None:
+    spec = CROSS_KERNELS["arm64"]
+    assert (spec.source_package, spec.suite, spec.fallback) == ("linux-source-7.2", "sid", "7")
+    assert spec.machine is ARM64 and spec.kernel_image == "arch/arm64/boot/Image"
+    assert (spec.compiler_package, spec.busybox_arch) == ("gcc-aarch64-linux-gnu", "arm64")
+    settings = config_fragment(spec.fragment.read_text())
+    for name in ("CONFIG_LIVEPATCH", "CONFIG_MODULES", "CONFIG_MODULE_UNLOAD", "CONFIG_SERIAL_AMBA_PL011",
+                 "CONFIG_SERIAL_AMBA_PL011_CONSOLE", "CONFIG_BLK_DEV_INITRD", "CONFIG_DEVTMPFS",
+                 "CONFIG_KALLSYMS_ALL", "CONFIG_DYNAMIC_FTRACE_WITH_ARGS", "CONFIG_HAVE_RELIABLE_STACKTRACE"):
+        assert settings[name] == "y", name
+    assert settings["CONFIG_SAMPLE_LIVEPATCH"] == "m" and settings["CONFIG_MODULE_SIG"] == "n"
+    assert settings["CONFIG_DEBUG_INFO_BTF"] == "n" and settings["CONFIG_DEBUG_INFO_NONE"] == "y"
+    assert cross_config_digest(spec) != cross_config_digest(CROSS_KERNELS["ppc64le"])
+
+
+def test_private_apt_state_of_a_suite(tmp_path: Path) -> None:
+    """Debian 12's own suites for the guest's busybox; for sid, sid's main alone, verified with the archive
+    keyring, in a state directory of the bench's own: nothing of the host's sources, lists or status."""
+    base = tmp_path / "host"
+    host = _private_apt_options(base, "ppc64el")
+    assert host == ["-o", f"Dir::State={base}", "-o", f"Dir::State::status={base / 'status'}",
+                    "-o", f"Dir::Cache={base / 'cache'}", "-o", "APT::Architecture=ppc64el",
+                    "-o", "APT::Architectures=ppc64el"]
+    assert (tmp_path / "host" / "lists" / "partial").is_dir() and (tmp_path / "host" / "status").is_file()
+    state = tmp_path / "sid"
+    options = _private_apt_options(state, "amd64", "sid")
+    same = [word.replace(str(tmp_path / "host"), str(state)).replace("ppc64el", "amd64") for word in host]
+    assert options[: len(host)] == same
+    settings = dict(word.split("=", 1) for word in options[len(host) + 1 :: 2])
+    assert settings["Dir::Etc::SourceList"] == str(state / "sources.list")
+    assert settings["Dir::Etc::SourceParts"] == str(state / "sources.list.d")
+    assert not any((state / "sources.list.d").iterdir())
+    assert settings["Dir::Etc::PreferencesParts"] == str(state / "preferences.d")
+    assert settings["Acquire::Languages"] == "none" and settings["APT::Default-Release"] == ""
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    line = f"deb [signed-by={keyring}] http://deb.debian.org/debian sid main\n"
+    assert (state / "sources.list").read_text() == line
+    assert _private_apt_options(state, "amd64", "sid") == options  # the lists stay for the next run
+
+
+class _FakeApt(_Apt):
+    """An apt that offers ``versions`` (package -> version) and answers searches from them."""
+
+    def __init__(self, versions: dict[str, str]) -> None:
+        super().__init__()
+        self.versions = versions
+
+    def candidate(self, package: str) -> str | None:
+        return self.versions.get(package)
+
+    def offered(self, packages: object) -> set[str]:
+        return {package for package in packages if package in self.versions}  # type: ignore[attr-defined]
+
+    def search(self, pattern: str) -> list[str]:
+        return [name for name in self.versions if re.match(pattern, name)]
+
+
+def test_cross_source_falls_back_to_a_newer_source_package() -> None:
+    spec = CROSS_KERNELS["arm64"]
+    offered = {"linux-source-7.2": "7.2.13-1", "linux-source-7.3": "7.3.1-1", "linux-source-6.19": "6.19.9-1"}
+    assert _cross_source(spec, _FakeApt(offered)) == ("linux-source-7.2", "7.2.13-1")
+    del offered["linux-source-7.2"]
+    offered["linux-source-7.10"] = "7.10.2-1"
+    assert _cross_source(spec, _FakeApt(offered)) == ("linux-source-7.10", "7.10.2-1")
+    assert _cross_source(spec, _FakeApt({"linux-source-7.1": "7.1.5-1", "linux-source-8.0": "8.0-1"})) is None
+    assert _cross_source(CROSS_KERNELS["ppc64le"], _FakeApt({"linux-source-6.2": "6.2-1"})) is None
+
+
+def test_cross_release_looks_for_the_machines_kernel_file(tmp_path: Path) -> None:
+    kernel = tmp_path / "arm64-7.2.13-1-0123456789ab"
+    (kernel / "image" / "boot").mkdir(parents=True)
+    (kernel / "build").mkdir()
+    (kernel / "build" / "Module.symvers").write_text("")
+    (kernel / "image" / "boot" / "System.map-7.2.13").write_text("")
+    (kernel / "image" / "boot" / "vmlinux-7.2.13").write_text("")
+    arm64, ppc64le = CROSS_KERNELS["arm64"], CROSS_KERNELS["ppc64le"]
+    assert _cross_release(kernel, arm64) is None  # no marker yet
+    (kernel / ".complete").write_text("7.2.13\n")
+    assert _cross_release(kernel, arm64) is None and _cross_release(kernel, ppc64le) == "7.2.13"
+    (kernel / "image" / "boot" / "Image-7.2.13").write_text("")
+    assert _cross_release(kernel, arm64) == "7.2.13"
+
+
+@pytest.mark.parametrize("series", ["ppc64le", "arm64"])
+def test_cross_series_without_its_tools_is_unavailable(
+    series: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A missing cross compiler or QEMU with no apt to install it: BenchUnavailable naming the packages
     (which the fixture turns into a skip, or a failure under CI), before anything is downloaded."""
     from . import bench
 
-    absent = {"qemu-system-ppc64", "powerpc64le-linux-gnu-gcc", "apt-get"}
+    spec = CROSS_KERNELS[series]
+    absent = {spec.machine.qemu, f"{spec.machine.cross_compile}gcc", "apt-get"}
     real_which = shutil.which
 
     def which(name: str, *args: object, **kwargs: object) -> str | None:
@@ -359,9 +459,9 @@ def test_ppc64le_without_its_tools_is_unavailable(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(shutil, "which", which)
     with pytest.raises(bench.BenchUnavailable) as raised:
-        bench.Bench.prepare("ppc64le", tmp_path / "work", cache=tmp_path / "cache")
+        bench.Bench.prepare(series, tmp_path / "work", cache=tmp_path / "cache")
     message = str(raised.value)
-    assert "gcc-powerpc64le-linux-gnu" in message and "qemu-system-ppc" in message, message
+    assert spec.compiler_package in message and spec.machine.qemu_package in message, message
     assert "\n" not in message
     assert not (tmp_path / "cache" / "cross").exists()
 
