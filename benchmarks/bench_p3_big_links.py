@@ -160,7 +160,7 @@ def peak_rss_mib(obj_dir: Path, options: list[str], exe: list[str] | None = None
 def symbol_loading_ms(obj_dir: Path, kallsyms: Path, runs: int) -> float:
     """Median time of loading the symbol sources once the per-file cache holds them, in a fresh
     process each time, as every link is."""
-    code = ("import sys, time; from klp_ld.resolve import load_resolver; t = time.perf_counter(); "
+    code = ("import sys, time; from klp_ld.sources import load_resolver; t = time.perf_counter(); "
             f"load_resolver([{str(kallsyms)!r}], [{str(HEADERS_61 / 'Module.symvers')!r}], '.'); "
             "print(time.perf_counter() - t)")
     samples = []

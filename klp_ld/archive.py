@@ -22,7 +22,8 @@ import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
-from klp_ld.diag import fail
+from klp_ld.cmdline import LIVEPATCH_MARKERS, LinkCommand, find_library, mentions_livepatch
+from klp_ld.diag import Diagnostic, KlpLdError, error, fail
 from klp_ld.elf.consts import ELFMAG
 from klp_ld.elf.model import ElfObject, ordered_symbols
 
@@ -401,3 +402,46 @@ def with_members(archive: Archive, contents: Mapping[int, tuple[bytes, tuple[str
     return replace(archive, members=tuple(
         replace(member, data=contents[n][0], symbols=contents[n][1]) if n in contents else member
         for n, member in enumerate(archive.members)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Libraries: `-l` archives are searched by ld, not given as inputs
+
+
+def _annotated(data: bytes, name: str) -> bool:
+    """Whether an object carries annotations klp-ld would have acted on (one it cannot read at all
+    counts: klp-ld cannot tell that it does not)."""
+    if not any(m in data for m in LIVEPATCH_MARKERS):
+        return False
+    from klp_ld.annotations import harvest
+    from klp_ld.elf.read import read_elf
+
+    try:
+        found = harvest(read_elf(data, name))
+    except KlpLdError:
+        return True
+    return bool(found.annotations) or bool(found.problems)
+
+
+def annotated_libraries(cmd: LinkCommand) -> list[Diagnostic]:
+    """`-l` libraries whose members carry livepatch annotations.
+
+    Archives named as inputs have their members renamed like any object (pipeline.write_copies); a
+    library ld finds by searching is not an input klp-ld can replace, and ld would pull its
+    members in unrenamed, so that their annotations merge. Such a link is refused, naming the member.
+    """
+    out: list[Diagnostic] = []
+    for lib in cmd.libraries:
+        path = find_library(lib.path, cmd.library_dirs, cmd.cwd)
+        display = f"-l{lib.path}"
+        if path is None or not is_archive_file(path, display) or not mentions_livepatch(path):
+            continue
+        archive = read_archive_file(path, os.path.relpath(path, cmd.cwd))
+        bad = [m.display for m in archive.members if m.is_elf and _annotated(m.data, m.display)]
+        if bad:
+            out.append(error(f"library member {bad[0]} carries livepatch annotations: klp-ld renames "
+                             "references in the objects and archives given as inputs, not in libraries "
+                             "ld searches for, and ld would merge them; give the archive itself as an input",
+                             obj=display, code="library-member",
+                             notes=tuple(f"also {name}" for name in bad[1:4])))
+    return out

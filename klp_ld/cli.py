@@ -185,7 +185,7 @@ def _livepatch(cmd: LinkCommand, path: str, argv0: str) -> int:
 def check_main(args: list[str]) -> int:
     """`klp-ld check MODULE.ko`: verify a livepatch module, whoever built it."""
     from klp_ld.check import check_module_file
-    from klp_ld.resolve import load_resolver
+    from klp_ld.sources import load_resolver
 
     try:
         options, rest = cmdline.split_options(args, os.environ)

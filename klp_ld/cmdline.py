@@ -910,7 +910,7 @@ def refusals(cmd: LinkCommand) -> list[str]:
     """Why klp-ld will not run this livepatch link: each reason names what ld would do instead.
 
     Annotated `-l` libraries are not refused here: telling whether a member is annotated takes the
-    ELF reader (see klp_ld.link.annotated_libraries).
+    ELF reader (see klp_ld.archive.annotated_libraries).
     """
     if cmd.rejected:
         return [f"ld would reject this command line ({cmd.rejected}), and a file it names carries "

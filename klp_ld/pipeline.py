@@ -21,6 +21,7 @@ from klp_ld.annotations import KLP_CONVERT, SUSE, Harvest, harvest
 from klp_ld.arch import arch_of
 from klp_ld.archive import (
     Archive,
+    annotated_libraries,
     index_symbols,
     is_archive_file,
     read_archive_file,
@@ -33,7 +34,7 @@ from klp_ld.diag import Diagnostic, KlpLdError, error, fail, note
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
-from klp_ld.link import Renamer, annotated_libraries, display_argv, ld_command, run_ld, write_response_files
+from klp_ld.link import Renamer, display_argv, ld_command
 from klp_ld.names import Identity
 from klp_ld.output import (
     Destination,
@@ -48,7 +49,9 @@ from klp_ld.output import (
 from klp_ld.postlink import BtfStep, btf_step, follow_section_order, mark_kept_by_objcopy, objcopy_damage
 from klp_ld.rename import OBJTOOL_NORETURNS, Rename, apply_renames
 from klp_ld.report import Report, SiteDecision
-from klp_ld.resolve import Resolver, check_annotations, check_own_globals, find_resolver, resolve_unannotated
+from klp_ld.resolve import Resolver, check_annotations, check_own_globals, resolve_unannotated
+from klp_ld.runld import run_ld, write_response_files
+from klp_ld.sources import find_resolver
 from klp_ld.srcloc import annotate
 from klp_ld.target import Target, find_target
 from klp_ld.validate import check_module, check_sites, reload_caveat

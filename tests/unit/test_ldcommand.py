@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from klp_ld.cmdline import parse, parse_response_text
-from klp_ld.link import LdCommand, Renamer, display_argv, ld_command, write_response_files
+from klp_ld.link import LdCommand, Renamer, display_argv, ld_command
+from klp_ld.runld import write_response_files
 
 
 def _index(cmd, value: str) -> int:
