@@ -34,9 +34,8 @@ site needs decoding.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from klp_ld.arch.arm64 import (
     ARCH,
@@ -52,7 +51,6 @@ from klp_ld.arch.arm64 import (
     spell,
 )
 from klp_ld.arch.sites import (
-    CapstoneUnavailable,
     Field,
     FuncRange,
     RelocSite,
@@ -60,13 +58,10 @@ from klp_ld.arch.sites import (
     SiteCheck,
     SiteInput,
     SiteProblem,
-    as_site,
-    describe,
+    import_capstone,
     plural,
-    width_problem,
 )
-
-_WORD = struct.Struct("<I")
+from klp_ld.arch.words import Word, WordChecker, check_word_sites
 
 
 def _is_branch26(w: int) -> bool:
@@ -110,66 +105,28 @@ _ACCESS = {0: "a 1-byte", 1: "a 2-byte", 2: "a 4-byte", 3: "an 8-byte", 4: "a 16
 _LDST_TYPE = {scale: t for t, scale in LO12_SCALE.items() if t != RA64.ADD_ABS_LO12_NC}
 
 
-class _Word(NamedTuple):
-    """One decoded instruction word: where, its bits, and capstone's text."""
-
-    addr: int
-    value: int
-    raw: bytes
-    mnemonic: str
-    op_str: str
-
-    def shown(self, section: str) -> str:
-        return describe(section, self.addr, self.raw, self.mnemonic, self.op_str)
-
-
 def _load_capstone() -> Any:
     """A little-endian A64 decoder (CS_ARCH_ARM64 in capstone 5, CS_ARCH_AARCH64 in 6); a missing
     capstone becomes CapstoneUnavailable."""
-    try:
-        import capstone
-    except (ImportError, OSError) as exc:
-        raise CapstoneUnavailable(
-            f"capstone is needed to check arm64 text relocation sites ({exc}); "
-            "install it with: pip install 'capstone>=5,<6'"
-        ) from exc
+    capstone = import_capstone("arm64")
     arch = getattr(capstone, "CS_ARCH_ARM64", None)
     if arch is None:
         arch = capstone.CS_ARCH_AARCH64
     return capstone.Cs(arch, capstone.CS_MODE_ARM | capstone.CS_MODE_LITTLE_ENDIAN)
 
 
-class _Checker:
-    """The checks of one section; decodes each word at most once."""
-
-    def __init__(self, cs: Any, code: bytes, section: str) -> None:
-        self.cs = cs
-        self.code = code
-        self.section = section
-        self.words: dict[int, _Word | None] = {}
-
-    def word(self, addr: int) -> _Word | None:
-        """The instruction word at a 4-aligned `addr`, or None when capstone cannot decode it."""
-        if addr not in self.words:
-            raw = self.code[addr:addr + 4]
-            got = next(self.cs.disasm_lite(raw, addr, 1), None) if len(raw) == 4 else None
-            self.words[addr] = None if got is None else _Word(addr, _WORD.unpack(raw)[0], raw, got[2], got[3])
-        return self.words[addr]
-
-    def undecodable(self, addr: int) -> str:
-        raw = self.code[addr:addr + 4]
-        return (f"decode failure: capstone cannot decode the word ({raw.hex(' ')}) at "
-                f"{self.section}+{addr:#x}; the site cannot be verified")
+class _Checker(WordChecker):
+    """The checks of one section, by relocation type."""
 
     def check(self, site: RelocSite) -> SiteCheck:
         r_type = site.r_type
         if r_type in DATA_WIDTHS:
-            return self._data(site)
+            return self.data_in_code(site, DATA_WIDTHS[site.r_type])
         if site.offset % 4:
             return self._misaligned(site)
         insn = self.word(site.offset)
         if insn is None:
-            return self._fail(site, self.undecodable(site.offset))
+            return self.fail(site, self.undecodable(site.offset))
         if r_type in BRANCH26:
             return self._branch26(site, insn)
         if r_type in PAGE21:
@@ -180,18 +137,7 @@ class _Checker:
             return self._movw(site, insn)
         return self._short(site, insn)
 
-    def _fail(self, site: RelocSite, message: str, insn: _Word | None = None,
-              severity: Severity = Severity.ERROR) -> SiteCheck:
-        problem = SiteProblem(site.offset, site.r_type, spell(site.r_type), site.symbol, message, severity,
-                              self.section)
-        ok = severity is Severity.WARNING
-        if insn is None:
-            return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type,
-                             spell(site.r_type), site.symbol)
-        return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
-                         site.r_type, spell(site.r_type), site.symbol)
-
-    def _ok(self, site: RelocSite, insn: _Word, field: Field, bits: int,
+    def _ok(self, site: RelocSite, insn: Word, field: Field, bits: int,
             warn: str | None = None) -> SiteCheck:
         problem = None
         if warn is not None:
@@ -206,24 +152,24 @@ class _Checker:
         insn = self.word(base)
         name = spell(site.r_type)
         if insn is None:
-            return self._fail(site, f"site is {plural(into, 'byte')} into a word capstone cannot decode "
+            return self.fail(site, f"site is {plural(into, 'byte')} into a word capstone cannot decode "
                                     f"({self.code[base:base + 4].hex(' ')}) at {self.section}+{base:#x}")
-        return self._fail(site, f"site is {plural(into, 'byte')} into {insn.shown(self.section)}: {name} "
+        return self.fail(site, f"site is {plural(into, 'byte')} into {insn.shown(self.section)}: {name} "
                                 "rewrites a field of a whole 4-byte instruction word, so its site is the "
                                 "word's address (r_offset = the instruction's address)", insn)
 
-    def _not_on(self, site: RelocSite, insn: _Word, wanted: str, field: str) -> SiteCheck:
-        return self._fail(site, f"site is on {insn.shown(self.section)}, not on {wanted}: "
+    def _not_on(self, site: RelocSite, insn: Word, wanted: str, field: str) -> SiteCheck:
+        return self.fail(site, f"site is on {insn.shown(self.section)}, not on {wanted}: "
                                 f"{spell(site.r_type)} replaces {field} of the word, here bits of another "
                                 "instruction's encoding", insn)
 
-    def _branch26(self, site: RelocSite, insn: _Word) -> SiteCheck:
+    def _branch26(self, site: RelocSite, insn: Word) -> SiteCheck:
         w, name, sym = insn.value, spell(site.r_type), site.symbol
         shown = insn.shown(self.section)
         if not _is_branch26(w):
             return self._not_on(site, insn, "a branch (b/bl)", "imm26 (bits 0-25)")
         if site.addend and not site.symbol_is_section:
-            return self._fail(site, f"addend {site.addend} on {shown}: out of direct range (128 MiB) the "
+            return self.fail(site, f"addend {site.addend} on {shown}: out of direct range (128 MiB) the "
                                     "loader branches through a PLT entry ending in 'br x16' to "
                                     f"{sym}{site.addend:+#x} (module_emit_plt_entry: symbol value + addend), "
                                     "and under BTI an indirect branch must land on the landing pad at the "
@@ -236,34 +182,34 @@ class _Checker:
                     "applies both the same way (imm26, and a PLT entry when out of range), so this works")
         return self._ok(site, insn, "imm", 26, warn)
 
-    def _page21(self, site: RelocSite, insn: _Word) -> SiteCheck:
+    def _page21(self, site: RelocSite, insn: Word) -> SiteCheck:
         w, name = insn.value, spell(site.r_type)
         if _is_adr_or_adrp(w) and not w >> 31:
-            return self._fail(site, f"{name} on {insn.shown(self.section)}: adr takes a byte offset "
+            return self.fail(site, f"{name} on {insn.shown(self.section)}: adr takes a byte offset "
                                     "(R_AARCH64_ADR_PREL_LO21), and the loader would write the 4 KiB page "
                                     "delta >> 12 into it (reloc_insn_adrp)", insn)
         if not _is_adr_or_adrp(w):
             return self._not_on(site, insn, "adrp", "immhi:immlo (bits 5-23 and 29-30)")
         return self._ok(site, insn, "page", 21)
 
-    def _lo12(self, site: RelocSite, insn: _Word) -> SiteCheck:
+    def _lo12(self, site: RelocSite, insn: Word) -> SiteCheck:
         w, name, r_type = insn.value, spell(site.r_type), site.r_type
         shown = insn.shown(self.section)
         scale = LO12_SCALE[r_type]
         if _is_add_sub_imm(w):
             add = (w >> 29) & 3 == 0  # op and S clear: add, not adds/sub/subs
             if scale and add:
-                return self._fail(site, f"{name} writes (address & 0xfff) >> {scale} into the imm12 of "
+                return self.fail(site, f"{name} writes (address & 0xfff) >> {scale} into the imm12 of "
                                         f"{shown}, which adds it unscaled: R_AARCH64_ADD_ABS_LO12_NC "
                                         "expected", insn)
             if not add:
                 return self._not_on(site, insn, "add (immediate)", "imm12 (bits 10-21)")
             if not w >> 31:
-                return self._fail(site, f"{shown} is a 32-bit add: it keeps only the low 32 bits of the "
+                return self.fail(site, f"{shown} is a 32-bit add: it keeps only the low 32 bits of the "
                                         "address it completes (an adrp computes a 64-bit page); a 64-bit "
                                         "'add xd, xn, #:lo12:sym' expected", insn)
             if (w >> 22) & 1:
-                return self._fail(site, f"{shown} shifts its immediate left by 12: the loader writes the "
+                return self.fail(site, f"{shown} shifts its immediate left by 12: the loader writes the "
                                         "address's low 12 bits there, which would be added as bits 12-23",
                                   insn)
             warn = None
@@ -278,11 +224,11 @@ class _Checker:
         access = _ldst_scale(w)
         if access != scale:
             expected = spell(_LDST_TYPE[access])
-            return self._fail(site, f"{name} writes (address & 0xfff) >> {scale} into the imm12 of {shown}, "
+            return self.fail(site, f"{name} writes (address & 0xfff) >> {scale} into the imm12 of {shown}, "
                                     f"which the CPU scales by {1 << access} ({_ACCESS[access]} access), so "
                                     f"it would reach another address: {expected} expected", insn)
         if site.addend % (1 << scale):
-            return self._fail(site, f"addend {site.addend} on {shown}, {_ACCESS[scale]} access: the "
+            return self.fail(site, f"addend {site.addend} on {shown}, {_ACCESS[scale]} access: the "
                                     f"loader drops the low {scale} bits of the address unchecked "
                                     f"(reloc_insn_imm), so the load or store would reach {site.symbol}"
                                     f"{site.addend - site.addend % (1 << scale):+#x}; the addend must be a "
@@ -293,7 +239,7 @@ class _Checker:
                     "R_AARCH64_LDST8_ABS_LO12_NC; the loader applies both the same way, so this works")
         return self._ok(site, insn, "lo", 12, warn)
 
-    def _movw(self, site: RelocSite, insn: _Word) -> SiteCheck:
+    def _movw(self, site: RelocSite, insn: Word) -> SiteCheck:
         w, name = insn.value, spell(site.r_type)
         shown = insn.shown(self.section)
         if not _is_movw(w):
@@ -301,44 +247,27 @@ class _Checker:
         group, kind, _checked = MOVW[site.r_type]
         opc, hw, wide = (w >> 29) & 3, (w >> 21) & 3, w >> 31
         if hw != group:
-            return self._fail(site, f"{name} writes bits {16 * group}-{16 * group + 15} of the value into "
+            return self.fail(site, f"{name} writes bits {16 * group}-{16 * group + 15} of the value into "
                                     "imm16 and leaves the shift as assembled (reloc_insn_movw), but "
                                     f"{shown} shifts it by {16 * hw}: 'lsl #{16 * group}' expected", insn)
         if not wide and site.r_type not in MOVW_PREL:
-            return self._fail(site, f"{shown} writes a 32-bit register, which cannot hold a kernel address; "
+            return self.fail(site, f"{shown} writes a 32-bit register, which cannot hold a kernel address; "
                                     "an x register expected", insn)
         if kind is Movw.MOVNZ and opc == 3:
-            return self._fail(site, f"{name} is a signed group: the loader makes the instruction movz or "
+            return self.fail(site, f"{name} is a signed group: the loader makes the instruction movz or "
                                     f"movn by the value's sign (reloc_insn_movw, MOVNZ), and {shown} is a "
                                     "movk: it would clear the bits the sequence built before it", insn)
         if kind is Movw.MOVKZ and opc == 0:
-            return self._fail(site, f"{shown} is a movn, which inverts its immediate, but {name} writes the "
+            return self.fail(site, f"{shown} is a movn, which inverts its immediate, but {name} writes the "
                                     "value's bits unchanged (only the signed groups turn movz into movn for "
                                     "a negative value)", insn)
         return self._ok(site, insn, "imm", 16)
 
-    def _short(self, site: RelocSite, insn: _Word) -> SiteCheck:
+    def _short(self, site: RelocSite, insn: Word) -> SiteCheck:
         test, wanted, field, bits = _SHORT[site.r_type]
         if not test(insn.value):
             return self._not_on(site, insn, wanted, field)
         return self._ok(site, insn, "imm", bits)
-
-    def _data(self, site: RelocSite) -> SiteCheck:
-        off = site.offset
-        width = DATA_WIDTHS[site.r_type]
-        name = spell(site.r_type)
-        if any(self.code[off:off + width]):
-            covered = (self.word(a) for a in range(off & ~3, off + width, 4))
-            over = [w for w in covered if w is not None]
-            what = ", ".join(w.shown(self.section) for w in over) or "bytes capstone cannot decode"
-            return self._fail(site, f"{name} stores a whole {width}-byte value at "
-                                    f"{self.section}+{off:#x}, over the instruction(s) {what}: in code "
-                                    "only a data word between functions (zero in the object) can take it",
-                              over[0] if over else None)
-        aligned = "" if off % width == 0 else f", not {width}-byte aligned"
-        return self._fail(site, f"{name} writes {width} bytes of data inside code "
-                                f"({self.section}+{off:#x}{aligned}): there is no instruction to check them "
-                                "against", severity=Severity.WARNING)
 
 
 def check_text_sites(
@@ -355,42 +284,6 @@ def check_text_sites(
 
     :raises CapstoneUnavailable: capstone cannot be imported (only if a site needs decoding).
     """
-    data = code if isinstance(code, bytes) else bytes(code)
-    items = [as_site(s) for s in sites]
-    results: list[SiteCheck | None] = [None] * len(items)
-    pending: list[tuple[int, RelocSite]] = []
-    for idx, site in enumerate(items):
-        early = _precheck(site, section, len(data))
-        if early is None:
-            pending.append((idx, site))
-        else:
-            results[idx] = early
-    if pending:
-        checker = _Checker(_load_capstone(), data, section)
-        for idx, site in pending:
-            results[idx] = checker.check(site)
-    return [r for r in results if r is not None]
-
-
-def _precheck(site: RelocSite, section: str, size: int) -> SiteCheck | None:
-    """Settle the sites that need no decoding: NONE (either spelling), unknown types, sites outside the
-    section."""
-    off, r_type = site.offset, site.r_type
-    if r_type in NONE_TYPES:
-        return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, spell(r_type), site.symbol,
-                         skipped=True)
-    message = width_problem(ARCH, site, size)
-    if message is None:
-        return None
-    problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
-    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type), site.symbol)
-
-
-def text_site_problems(
-    code: bytes | bytearray | memoryview,
-    section: str,
-    funcs: Iterable[FuncRange],
-    sites: Iterable[SiteInput],
-) -> list[SiteProblem]:
-    """Only the problems (errors and warnings) of ``check_text_sites``, for callers that just report."""
-    return [c.problem for c in check_text_sites(code, section, funcs, sites) if c.problem is not None]
+    return check_word_sites(ARCH, code, section, sites,
+                            lambda data: _Checker(ARCH, _load_capstone(), data, section),
+                            NONE_TYPES)

@@ -24,28 +24,22 @@ a site needs decoding.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from klp_ld.arch.ppc64le import ARCH, DS_TYPES, REL16, RPPC64, TOC16, WIDTHS, spell
 from klp_ld.arch.sites import (
-    CapstoneUnavailable,
     FuncRange,
     RelocSite,
-    Severity,
     SiteCheck,
     SiteInput,
-    SiteProblem,
-    as_site,
-    describe,
+    import_capstone,
     plural,
-    width_problem,
 )
+from klp_ld.arch.words import WordChecker, check_word_sites
 
 NOP = 0x60000000          # ori r0,r0,0
 LD_R2_24_R1 = 0xE8410018  # what restore_r2 writes after a bl (PPC_INST_LD_TOC)
-_WORD = struct.Struct("<I")
 _OPCODE_I_FORM = 18       # b, ba, bl, bla
 _OPCODE_B_FORM = 16       # bc and its extended mnemonics
 # Primary opcodes whose low halfword is a 16-bit immediate (D-form) ...
@@ -56,52 +50,14 @@ _DS_FORM = frozenset({57, 58, 61, 62})
 _DATA_TYPES = frozenset({RPPC64.ADDR64, RPPC64.REL64, RPPC64.ADDR32, RPPC64.REL32, RPPC64.TOC})
 
 
-class _Word(NamedTuple):
-    """One decoded instruction word: where, its bits, and capstone's text."""
-
-    addr: int
-    value: int
-    raw: bytes
-    mnemonic: str
-    op_str: str
-
-    def shown(self, section: str) -> str:
-        return describe(section, self.addr, self.raw, self.mnemonic, self.op_str)
-
-
 def _load_capstone() -> Any:
     """A little-endian 64-bit PowerPC decoder; a missing capstone becomes CapstoneUnavailable."""
-    try:
-        import capstone
-    except (ImportError, OSError) as exc:
-        raise CapstoneUnavailable(
-            f"capstone is needed to check ppc64le text relocation sites ({exc}); "
-            "install it with: pip install 'capstone>=5,<6'"
-        ) from exc
+    capstone = import_capstone("ppc64le")
     return capstone.Cs(capstone.CS_ARCH_PPC, capstone.CS_MODE_64 | capstone.CS_MODE_LITTLE_ENDIAN)
 
 
-class _Checker:
-    """The checks of one section; decodes each word at most once."""
-
-    def __init__(self, cs: Any, code: bytes, section: str) -> None:
-        self.cs = cs
-        self.code = code
-        self.section = section
-        self.words: dict[int, _Word | None] = {}
-
-    def word(self, addr: int) -> _Word | None:
-        """The instruction word at a 4-aligned `addr`, or None when capstone cannot decode it."""
-        if addr not in self.words:
-            raw = self.code[addr:addr + 4]
-            got = next(self.cs.disasm_lite(raw, addr, 1), None) if len(raw) == 4 else None
-            self.words[addr] = None if got is None else _Word(addr, _WORD.unpack(raw)[0], raw, got[2], got[3])
-        return self.words[addr]
-
-    def undecodable(self, addr: int) -> str:
-        raw = self.code[addr:addr + 4]
-        return (f"decode failure: capstone cannot decode the word ({raw.hex(' ')}) at "
-                f"{self.section}+{addr:#x}; the site cannot be verified")
+class _Checker(WordChecker):
+    """The checks of one section, by relocation type."""
 
     def check(self, site: RelocSite) -> SiteCheck:
         r_type = site.r_type
@@ -110,33 +66,22 @@ class _Checker:
         if r_type in TOC16 or r_type in REL16:
             return self._half(site)
         if r_type in _DATA_TYPES:
-            return self._data(site)
-        return self._fail(site, f"{spell(r_type)} does not write a symbol's value into an instruction "
+            return self.data_in_code(site, WIDTHS[site.r_type])
+        return self.fail(site, f"{spell(r_type)} does not write a symbol's value into an instruction "
                                 "(it marks a TOC save or a global entry point's TOC setup)")
-
-    def _fail(self, site: RelocSite, message: str, insn: _Word | None = None,
-              severity: Severity = Severity.ERROR) -> SiteCheck:
-        problem = SiteProblem(site.offset, site.r_type, spell(site.r_type), site.symbol, message, severity,
-                              self.section)
-        ok = severity is Severity.WARNING
-        if insn is None:
-            return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type,
-                             spell(site.r_type), site.symbol)
-        return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
-                         site.r_type, spell(site.r_type), site.symbol)
 
     def _misaligned(self, site: RelocSite, unit: str) -> SiteCheck:
         base = site.offset & ~3
         into = site.offset - base
         insn = self.word(base)
         if insn is None:
-            return self._fail(site, f"site is {plural(into, 'byte')} into a word capstone cannot decode "
+            return self.fail(site, f"site is {plural(into, 'byte')} into a word capstone cannot decode "
                                     f"({self.code[base:base + 4].hex(' ')}) at {self.section}+{base:#x}")
         extra = ""
         if into == 2 and site.r_type != RPPC64.REL24:
             extra = ("; on little-endian the immediate of a D- or DS-form instruction is the first halfword "
                      "(r_offset = the instruction's address): +2 is where big-endian keeps it")
-        return self._fail(site, f"site is {plural(into, 'byte')} into {insn.shown(self.section)}: "
+        return self.fail(site, f"site is {plural(into, 'byte')} into {insn.shown(self.section)}: "
                                 f"{spell(site.r_type)} {unit}{extra}", insn)
 
     def _rel24(self, site: RelocSite) -> SiteCheck:
@@ -147,24 +92,24 @@ class _Checker:
                                           "otherwise: 'REL24 ... out of range!')")
         insn = self.word(off)
         if insn is None:
-            return self._fail(site, self.undecodable(off))
+            return self.fail(site, self.undecodable(off))
         shown = insn.shown(self.section)
         opcode = insn.value >> 26
         if opcode == _OPCODE_B_FORM:
-            return self._fail(site, f"site is on the conditional branch {shown}: its 14-bit BD field "
+            return self.fail(site, f"site is on the conditional branch {shown}: its 14-bit BD field "
                                     "takes R_PPC64_REL14, which the ppc64 loader does not apply, and "
                                     "R_PPC64_REL24 would overwrite its BO and BI fields; only bl can call a "
                                     "kernel function", insn)
         if opcode != _OPCODE_I_FORM:
-            return self._fail(site, f"site is on {shown}, not on a branch (b/bl): R_PPC64_REL24 replaces "
+            return self.fail(site, f"site is on {shown}, not on a branch (b/bl): R_PPC64_REL24 replaces "
                                     "bits 2-25 of the word (the LI field of an I-form branch), here 24 bits "
                                     "of its operands", insn)
         if insn.value & 2:
-            return self._fail(site, f"absolute branch {shown} (AA=1): the loader writes the displacement to "
+            return self.fail(site, f"absolute branch {shown} (AA=1): the loader writes the displacement to "
                                     "a stub into LI, and the CPU would jump to it as an absolute address",
                               insn)
         if not insn.value & 1:
-            return self._fail(site, f"sibling call {shown} (b without link) to {sym}: the loader sends it "
+            return self.fail(site, f"sibling call {shown} (b without link) to {sym}: the loader sends it "
                                     "through a stub that saves r2, but restore_r2 leaves a non-link branch "
                                     "alone (module_64.c: restore_r2), so when the callee returns to this "
                                     "function's caller, r2 holds the callee's TOC and not the module's; only "
@@ -172,21 +117,21 @@ class _Checker:
                                     "an external function under ELFv2)", insn)
         after = off + 4
         if after + 4 > len(self.code):
-            return self._fail(site, f"{shown} is the last word of {self.section}: restore_r2 needs a nop "
+            return self.fail(site, f"{shown} is the last word of {self.section}: restore_r2 needs a nop "
                                     "after a bl to an external symbol, to restore the module's TOC pointer "
                                     "(r2) there ('Expected nop after call')", insn)
         nxt = self.word(after)
         if nxt is None:
-            return self._fail(site, f"no nop after {shown}: {self.undecodable(after)}", insn)
+            return self.fail(site, f"no nop after {shown}: {self.undecodable(after)}", insn)
         if nxt.value != NOP:
             again = (" (what restore_r2 writes there: this word was relocated before)"
                      if nxt.value == LD_R2_24_R1 else "")
-            return self._fail(site, f"no nop after {shown}: restore_r2 replaces the word after a bl to an "
+            return self.fail(site, f"no nop after {shown}: restore_r2 replaces the word after a bl to an "
                                     "external symbol with 'ld r2,24(r1)' and refuses the module otherwise "
                                     f"('Expected nop after call, got {nxt.value:08x}'); found "
                                     f"{nxt.shown(self.section)}{again}", insn)
         if site.addend:
-            return self._fail(site, f"addend {site.addend} on {shown}: the loader's stub enters {sym} at "
+            return self.fail(site, f"addend {site.addend} on {shown}: the loader's stub enters {sym} at "
                                     f"{sym}{site.addend:+#x} (stub_for_addr(symbol value + addend)), but a "
                                     "function called from another module must be entered at its global "
                                     f"entry point, {sym} itself, where it sets up its TOC pointer from r12; "
@@ -200,44 +145,27 @@ class _Checker:
             return self._misaligned(site, "writes the 16-bit immediate of a D- or DS-form instruction")
         insn = self.word(off)
         if insn is None:
-            return self._fail(site, self.undecodable(off))
+            return self.fail(site, self.undecodable(off))
         shown = insn.shown(self.section)
         opcode = insn.value >> 26
         name = spell(site.r_type)
         if opcode in _DS_FORM:
             if site.r_type not in DS_TYPES:
-                return self._fail(site, f"{name} writes all 16 bits of the immediate, but the low 2 bits of "
+                return self.fail(site, f"{name} writes all 16 bits of the immediate, but the low 2 bits of "
                                         f"{shown} are its extended opcode (DS-form): the loader would change "
                                         "the instruction; a _DS type (which masks 0xfffc) is expected", insn)
             field, bits = "ds", 14
         elif opcode in _D_FORM:
             if site.r_type in DS_TYPES:
-                return self._fail(site, f"{name} keeps the low 2 bits of the halfword (a DS-form's extended "
+                return self.fail(site, f"{name} keeps the low 2 bits of the halfword (a DS-form's extended "
                                         f"opcode), but {shown} is D-form: those bits are part of its 16-bit "
                                         "immediate", insn)
             field, bits = "d", 16
         else:
-            return self._fail(site, f"site is on {shown}, which has no 16-bit immediate (not a D- or "
+            return self.fail(site, f"site is on {shown}, which has no 16-bit immediate (not a D- or "
                                     f"DS-form instruction): {name} would overwrite its operand bits", insn)
         return SiteCheck(off, True, insn.addr, insn.raw, insn.mnemonic, insn.op_str, field, 2, None,
                          site.r_type, name, site.symbol, site.addend, bits=bits)
-
-    def _data(self, site: RelocSite) -> SiteCheck:
-        off = site.offset
-        width = WIDTHS[site.r_type]
-        name = spell(site.r_type)
-        if any(self.code[off:off + width]):
-            covered = (self.word(a) for a in range(off & ~3, off + width, 4))
-            over = [w for w in covered if w is not None]
-            what = ", ".join(w.shown(self.section) for w in over) or "bytes capstone cannot decode"
-            return self._fail(site, f"{name} stores a whole {width}-byte value at "
-                                    f"{self.section}+{off:#x}, over the instruction(s) {what}: in code "
-                                    "only a data word between functions (zero in the object) can take it",
-                              over[0] if over else None)
-        aligned = "" if off % width == 0 else f", not {width}-byte aligned"
-        return self._fail(site, f"{name} writes {width} bytes of data inside code "
-                                f"({self.section}+{off:#x}{aligned}): there is no instruction to check them "
-                                "against", severity=Severity.WARNING)
 
 
 def check_text_sites(
@@ -254,39 +182,5 @@ def check_text_sites(
 
     :raises CapstoneUnavailable: capstone cannot be imported (only if a site needs decoding).
     """
-    data = code if isinstance(code, bytes) else bytes(code)
-    items = [as_site(s) for s in sites]
-    results: list[SiteCheck | None] = [None] * len(items)
-    pending: list[tuple[int, RelocSite]] = []
-    for idx, site in enumerate(items):
-        early = _precheck(site, section, len(data))
-        if early is None:
-            pending.append((idx, site))
-        else:
-            results[idx] = early
-    if pending:
-        checker = _Checker(_load_capstone(), data, section)
-        for idx, site in pending:
-            results[idx] = checker.check(site)
-    return [r for r in results if r is not None]
-
-
-def _precheck(site: RelocSite, section: str, size: int) -> SiteCheck | None:
-    """Settle the sites that need no decoding: NONE (which this loader refuses), unknown types, sites
-    outside the section."""
-    off, r_type = site.offset, site.r_type
-    message = width_problem(ARCH, site, size)
-    if message is None:
-        return None
-    problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
-    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type), site.symbol)
-
-
-def text_site_problems(
-    code: bytes | bytearray | memoryview,
-    section: str,
-    funcs: Iterable[FuncRange],
-    sites: Iterable[SiteInput],
-) -> list[SiteProblem]:
-    """Only the problems (errors and warnings) of ``check_text_sites``, for callers that just report."""
-    return [c.problem for c in check_text_sites(code, section, funcs, sites) if c.problem is not None]
+    return check_word_sites(ARCH, code, section, sites,
+                            lambda data: _Checker(ARCH, _load_capstone(), data, section))

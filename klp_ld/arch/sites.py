@@ -8,10 +8,10 @@ where the kernel's tables need it. Everything here is a pure function of the byt
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
 from klp_ld.arch.model import Arch
 
@@ -188,3 +188,30 @@ def check_data_sites(arch: Arch, section: str, size: int, sites: Iterable[SiteIn
             f"the {plural(width, 'byte')} field at {section}+{site.offset:#x} is not {align}-byte aligned "
             f"(offset mod {align} = {site.offset % align}): {why}", severity, section))
     return problems
+
+
+def precheck(arch: Arch, site: RelocSite, section: str, size: int,
+             skipped: Collection[int] = ()) -> SiteCheck | None:
+    """Settle a text site that needs no decoding: a NONE the loader applies (`skipped`: nothing to
+    patch), a type the loader does not apply, a field outside the section; None for the others."""
+    off, r_type = site.offset, site.r_type
+    name = arch.reloc_name(r_type)
+    if r_type in skipped:
+        return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, name, site.symbol, skipped=True)
+    message = width_problem(arch, site, size)
+    if message is None:
+        return None
+    problem = SiteProblem(off, r_type, name, site.symbol, message, Severity.ERROR, section)
+    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, name, site.symbol)
+
+
+def import_capstone(arch: str) -> Any:  # capstone has no type stubs
+    """capstone, imported when a text site needs decoding; missing, one clear CapstoneUnavailable."""
+    try:
+        import capstone
+    except (ImportError, OSError) as exc:
+        raise CapstoneUnavailable(
+            f"capstone is needed to check {arch} text relocation sites ({exc}); "
+            "install it with: pip install 'capstone>=5,<6'"
+        ) from exc
+    return capstone

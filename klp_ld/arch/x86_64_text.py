@@ -36,8 +36,9 @@ from klp_ld.arch.sites import (
     SiteProblem,
     as_site,
     describe,
+    import_capstone,
     plural,
-    width_problem,
+    precheck,
 )
 from klp_ld.arch.x86_64 import ARCH, PC_RELATIVE, RX86, WIDTHS, spell
 
@@ -81,14 +82,8 @@ class _Capstone(NamedTuple):
 
 def _load_capstone() -> _Capstone:
     """Import capstone on demand; a missing or too old one becomes CapstoneUnavailable."""
-    try:
-        import capstone
-        from capstone import x86 as cs_x86
-    except (ImportError, OSError) as exc:
-        raise CapstoneUnavailable(
-            f"capstone is needed to check x86_64 text relocation sites ({exc}); "
-            "install it with: pip install 'capstone>=5,<6'"
-        ) from exc
+    capstone = import_capstone("x86_64")
+    cs_x86 = capstone.x86
     major = capstone.cs_version()[0]
     if major < 5:
         raise CapstoneUnavailable(
@@ -406,7 +401,7 @@ def check_text_sites(
     results: list[SiteCheck | None] = [None] * len(items)
     pending: list[tuple[int, RelocSite]] = []
     for idx, site in enumerate(items):
-        early = _precheck(site, section, size)
+        early = precheck(ARCH, site, section, size, (RX86.NONE,))
         if early is None:
             pending.append((idx, site))
             continue
@@ -426,19 +421,6 @@ def check_text_sites(
             for idx, site in sites_here:
                 results[idx] = _check_one(cs, data, section, site, sweep, decoded, shapes)
     return [r for r in results if r is not None]
-
-
-def _precheck(site: RelocSite, section: str, size: int) -> SiteCheck | None:
-    """Settle the sites that need no decoding: R_X86_64_NONE, unknown types, sites outside the section."""
-    off, r_type = site.offset, site.r_type
-    if r_type == RX86.NONE:
-        return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, spell(r_type), site.symbol,
-                         skipped=True)
-    message = width_problem(ARCH, site, size)
-    if message is None:
-        return None
-    problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
-    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type), site.symbol)
 
 
 def text_site_problems(
