@@ -20,12 +20,12 @@ KERNEL_CFLAGS = ["-O2", "-mcmodel=kernel", "-fno-pic", "-ffunction-sections", "-
                  "-mno-red-zone", "-fno-asynchronous-unwind-tables", "-fno-stack-protector"]
 
 
-def _need(tool: str) -> str:
+def _need(tool: str, needed_for: str = "the object fixtures need gcc and binutils") -> str:
     """The tool's path; without it the test skips, or fails under CI (CI=true), where a run that
     compiled nothing must not pass."""
     found = shutil.which(tool)
     if found is None:
-        reason = f"{tool} is not installed; the object fixtures need gcc and binutils"
+        reason = f"{tool} is not installed; {needed_for}"
         if os.environ.get("CI", "").strip().lower() not in ("", "0", "no", "false", "off"):
             pytest.fail(f"{reason} (CI is set: a missing prerequisite fails the run)", pytrace=False)
         pytest.skip(reason)

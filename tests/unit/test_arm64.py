@@ -8,11 +8,9 @@ Without the cross compiler the tests skip, or fail when CI is set.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -32,10 +30,11 @@ from klp_ld.names import Identity
 from klp_ld.validate import check_sites, check_tables, read_before_klp_enable, reload_caveat
 
 from .conftest import run_klp_ld
+from .cross import Cross, Obj
+from .cross import load as load_with
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "testdata" / "sites-arm64"
-INCLUDE = ROOT / "klp_ld" / "include"
 CROSS = "aarch64-linux-gnu-"
 # What kbuild passes aarch64-linux-gnu-gcc for a module of a 7.2 arm64 kernel (the top Makefile's and
 # arch/arm64/Makefile's KBUILD_CFLAGS and KBUILD_CPPFLAGS, and KBUILD_CFLAGS_MODULE, the code-generation
@@ -50,107 +49,14 @@ CALL26, JUMP26, ABS64, ABS32 = RA64.CALL26, RA64.JUMP26, RA64.ABS64, RA64.ABS32
 SHF_EXECINSTR = 0x4
 
 
-def _need(tool: str) -> str:
-    """The cross tool's path; without it the test skips, or fails under CI (CI=true)."""
-    found = shutil.which(tool)
-    if found is None:
-        reason = (f"{tool} is not installed; the arm64 fixtures need it: "
-                  "apt-get install --no-install-recommends gcc-aarch64-linux-gnu")
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "no", "false", "off"):
-            pytest.fail(f"{reason} (CI is set: a missing prerequisite fails the run)", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-# ---------------------------------------------------------------------------------------------------
-# Building and reading the fixtures
-
-
-@dataclass
-class Section:
-    name: str
-    data: bytes
-    flags: int
-    func_at: dict[str, tuple[int, int]] = field(default_factory=dict)
-    sites: list[RelocSite] = field(default_factory=list)
-
-    def check(self, sites: list[RelocSite] | None = None) -> list[SiteCheck]:
-        return check_text_sites(self.data, self.name, list(self.func_at.values()),
-                                self.sites if sites is None else sites)
-
-    def sites_in(self, func: str) -> list[RelocSite]:
-        start, size = self.func_at[func]
-        return [s for s in self.sites if start <= s.offset < start + size]
-
-
-@dataclass
-class Obj:
-    path: Path
-    sections: dict[str, Section]
-
-    def case(self, name: str) -> Section:
-        return next(sec for sec in self.sections.values() if name in sec.func_at)
-
-
 def load(path: Path) -> Obj:
-    """Section bytes, FUNC symbols and relocations, read with pyelftools (in the tests only)."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
-    from elftools.elf.sections import SymbolTableSection
-
-    with path.open("rb") as fh:
-        elf = ELFFile(fh)
-        by_index = {idx: Section(s.name, s.data(), s["sh_flags"]) for idx, s in enumerate(elf.iter_sections())
-                    if s["sh_type"] == "SHT_PROGBITS"}
-        symtab = elf.get_section_by_name(".symtab")
-        assert isinstance(symtab, SymbolTableSection)
-        symbols = list(symtab.iter_symbols())
-        for sym in symbols:
-            shndx = sym["st_shndx"]
-            if sym["st_info"]["type"] == "STT_FUNC" and isinstance(shndx, int) and shndx in by_index:
-                by_index[shndx].func_at[sym.name] = (sym["st_value"], sym["st_size"])
-        for rel in elf.iter_sections():
-            if isinstance(rel, RelocationSection) and rel["sh_info"] in by_index:
-                for r in rel.iter_relocations():
-                    sym = symbols[r["r_info_sym"]]
-                    is_sec = sym["st_info"]["type"] == "STT_SECTION"
-                    label = elf.get_section(sym["st_shndx"]).name if is_sec else sym.name
-                    by_index[rel["sh_info"]].sites.append(
-                        RelocSite(r["r_offset"], r["r_info_type"], r["r_addend"], label, is_sec))
-    for sec in by_index.values():
-        sec.sites.sort(key=lambda s: s.offset)
-    return Obj(path, {s.name: s for s in by_index.values()})
-
-
-class Cross:
-    """The cross toolchain; builds each fixture once per session."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.gcc = _need(CROSS + "gcc")
-        self.ld = _need(CROSS + "ld")
-        self.readelf = _need(CROSS + "readelf")
-
-    def build(self, source: str, flags: list[str] | None = None, name: str | None = None) -> Path:
-        out = self.directory / (name or Path(source).stem + ".o")
-        if not out.exists():
-            cmd = [self.gcc, "-c", *MODULE_CFLAGS, *(flags or []), "-I", str(FIXTURES / "include"),
-                   "-I", str(INCLUDE), "-o", str(out), str(FIXTURES / source)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-        return out
-
-    def assemble(self, name: str, text: str) -> Path:
-        source = self.directory / f"{name}.s"
-        source.write_text(text)
-        out = self.directory / f"{name}.o"
-        subprocess.run([self.gcc, "-c", "-o", str(out), str(source)], check=True)
-        return out
+    return load_with(path, check_text_sites)
 
 
 @pytest.fixture(scope="session")
 def cross(tmp_path_factory: pytest.TempPathFactory) -> Cross:
-    return Cross(tmp_path_factory.mktemp("arm64"))
+    return Cross("arm64", CROSS, "gcc-aarch64-linux-gnu", tmp_path_factory.mktemp("arm64"), FIXTURES,
+                 MODULE_CFLAGS)
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,9 @@ arch/powerpc/Makefile). Without the cross compiler the tests skip, or fail when 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,10 +29,11 @@ from klp_ld.names import Identity
 from klp_ld.validate import check_sites, check_tables, read_before_klp_enable, reload_caveat
 
 from .conftest import run_klp_ld
+from .cross import Cross, Obj, Section
+from .cross import load as load_with
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "testdata" / "sites-ppc64le"
-INCLUDE = ROOT / "klp_ld" / "include"
 CROSS = "powerpc64le-linux-gnu-"
 # What kbuild passes powerpc64le-linux-gnu-gcc for a module of Debian's 6.1 (scripts/Makefile.lib's
 # c_flags with arch/powerpc/Makefile's KBUILD_CFLAGS and KBUILD_CFLAGS_MODULE, the code-generation part).
@@ -45,110 +44,17 @@ MODULE_CFLAGS = [
     "-fno-common", "-fno-stack-protector", "-pg", "-mprofile-kernel", "-DMODULE", "-mno-save-toc-indirect",
     "-mcmodel=large", "-nostdinc",
 ]
-SHF_EXECINSTR = 0x4
 REL24, ADDR64, ADDR32, REL64 = RPPC64.REL24, RPPC64.ADDR64, RPPC64.ADDR32, RPPC64.REL64
 
 
-def _need(tool: str) -> str:
-    """The cross tool's path; without it the test skips, or fails under CI (CI=true)."""
-    found = shutil.which(tool)
-    if found is None:
-        reason = (f"{tool} is not installed; the ppc64le fixtures need it: "
-                  "apt-get install --no-install-recommends gcc-powerpc64le-linux-gnu")
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "no", "false", "off"):
-            pytest.fail(f"{reason} (CI is set: a missing prerequisite fails the run)", pytrace=False)
-        pytest.skip(reason)
-    return found
-
-
-# ---------------------------------------------------------------------------------------------------
-# Building and reading the fixtures
-
-
-@dataclass
-class Section:
-    name: str
-    data: bytes
-    flags: int
-    funcs: list[tuple[int, int]] = field(default_factory=list)
-    func_at: dict[str, tuple[int, int]] = field(default_factory=dict)
-    sites: list[RelocSite] = field(default_factory=list)
-
-    def check(self, sites: list[RelocSite] | None = None) -> list[SiteCheck]:
-        return check_text_sites(self.data, self.name, self.funcs, self.sites if sites is None else sites)
-
-    def sites_in(self, func: str) -> list[RelocSite]:
-        start, size = self.func_at[func]
-        return [s for s in self.sites if start <= s.offset < start + size]
-
-
-@dataclass
-class Obj:
-    path: Path
-    sections: dict[str, Section]
-
-    def case(self, name: str) -> tuple[Section, int]:
-        for sec in self.sections.values():
-            if name in sec.func_at:
-                return sec, sec.func_at[name][0]
-        raise KeyError(name)
-
-
 def load(path: Path) -> Obj:
-    """Section bytes, FUNC symbols and relocations, read with pyelftools (in the tests only)."""
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
-    from elftools.elf.sections import SymbolTableSection
-
-    with path.open("rb") as fh:
-        elf = ELFFile(fh)
-        by_index: dict[int, Section] = {}
-        for idx, esec in enumerate(elf.iter_sections()):
-            if esec["sh_type"] == "SHT_PROGBITS":
-                by_index[idx] = Section(esec.name, esec.data(), esec["sh_flags"])
-        symtab = elf.get_section_by_name(".symtab")
-        assert isinstance(symtab, SymbolTableSection)
-        symbols = list(symtab.iter_symbols())
-        for sym in symbols:
-            shndx = sym["st_shndx"]
-            if sym["st_info"]["type"] == "STT_FUNC" and isinstance(shndx, int) and shndx in by_index:
-                by_index[shndx].funcs.append((sym["st_value"], sym["st_size"]))
-                by_index[shndx].func_at[sym.name] = (sym["st_value"], sym["st_size"])
-        for rel in elf.iter_sections():
-            if isinstance(rel, RelocationSection) and rel["sh_info"] in by_index:
-                for r in rel.iter_relocations():
-                    sym = symbols[r["r_info_sym"]]
-                    is_sec = sym["st_info"]["type"] == "STT_SECTION"
-                    label = elf.get_section(sym["st_shndx"]).name if is_sec else sym.name
-                    by_index[rel["sh_info"]].sites.append(
-                        RelocSite(r["r_offset"], r["r_info_type"], r["r_addend"], label, is_sec))
-    for sec in by_index.values():
-        sec.sites.sort(key=lambda s: s.offset)
-    return Obj(path, {s.name: s for s in by_index.values()})
-
-
-class Cross:
-    """The cross toolchain; builds each fixture once per session."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.gcc = _need(CROSS + "gcc")
-        self.ld = _need(CROSS + "ld")
-        self.readelf = _need(CROSS + "readelf")
-
-    def build(self, source: str, flags: list[str] | None = None, name: str | None = None) -> Path:
-        out = self.directory / (name or Path(source).stem + ".o")
-        if not out.exists():
-            cmd = [self.gcc, "-c", *MODULE_CFLAGS, *(flags or []), "-I", str(FIXTURES / "include"),
-                   "-I", str(INCLUDE), "-o", str(out), str(FIXTURES / source)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
-        return out
+    return load_with(path, check_text_sites)
 
 
 @pytest.fixture(scope="session")
 def cross(tmp_path_factory: pytest.TempPathFactory) -> Cross:
-    return Cross(tmp_path_factory.mktemp("ppc64le"))
+    return Cross("ppc64le", CROSS, "gcc-powerpc64le-linux-gnu", tmp_path_factory.mktemp("ppc64le"), FIXTURES,
+                 MODULE_CFLAGS)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +68,7 @@ def one(sec: Section, site: RelocSite) -> SiteCheck:
 
 
 def case_check(obj: Obj, name: str) -> list[SiteCheck]:
-    sec, _start = obj.case(name)
+    sec = obj.case(name)
     found = sec.sites_in(name)
     assert found, f"{name} has no relocation"
     return sec.check(found)
@@ -306,7 +212,7 @@ def test_toc_fields_of_the_wrong_form_or_place_are_errors(sites: Obj) -> None:
 
 
 def test_a_data_word_in_code_is_a_warning_and_over_code_an_error(sites: Obj) -> None:
-    sec, _ = sites.case("addr64_over_code")
+    sec = sites.case("addr64_over_code")
     error_of(one(sec, sec.sites_in("addr64_over_code")[0]), "stores a whole 8-byte value",
              "over the instruction(s) 'nop' (00 00 00 60) at .text.sites+0x9c, 'nop'")
     (data,) = [s for s in sec.sites if s.offset == 0xA8]
@@ -316,7 +222,7 @@ def test_a_data_word_in_code_is_a_warning_and_over_code_an_error(sites: Obj) -> 
 
 
 def test_sites_outside_the_section_and_unknown_types(sites: Obj) -> None:
-    sec, _ = sites.case("call_ok")
+    sec = sites.case("call_ok")
     past, unknown = sec.check([RelocSite(len(sec.data), REL24, 0, "ext"),
                                RelocSite(0, RPPC64.ADDR16_HA, 0, "ext")])
     error_of(past, "does not fit in the section")
