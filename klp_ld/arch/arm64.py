@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from klp_ld.arch.model import Arch
+from klp_ld.arch.model import Arch, speller
 
 if TYPE_CHECKING:
     from klp_ld.elf.model import ElfObject
@@ -254,12 +254,7 @@ class RA64(IntEnum):
     IRELATIVE = 1032
 
 
-_NAMES = {int(t): "R_AARCH64_" + t.name for t in RA64}
-
-
-def spell(r_type: int) -> str:
-    """Spell a relocation type the way readelf does, also for numbers we have no name for."""
-    return _NAMES.get(r_type) or f"R_AARCH64_<unknown {r_type}>"
+spell = speller("R_AARCH64_", {int(t): t.name for t in RA64})
 
 
 # The kernel's two spellings of "no relocation" (asm/elf.h: R_ARM_NONE 0, R_AARCH64_NONE 256);

@@ -114,3 +114,13 @@ class Arch:
         module = importlib.import_module(self.text_module)
         checked: list[SiteCheck] = module.check_text_sites(code, section, funcs, sites)
         return checked
+
+
+def speller(prefix: str, names: Mapping[int, str]) -> Callable[[int], str]:
+    """readelf's spelling of an architecture's relocation types (`prefix` + name), also for numbers
+    that have no name."""
+    def spell(r_type: int) -> str:
+        name = names.get(r_type)
+        return prefix + name if name is not None else f"{prefix}<unknown {r_type}>"
+
+    return spell

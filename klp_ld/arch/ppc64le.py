@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from klp_ld.arch.model import Arch
+from klp_ld.arch.model import Arch, speller
 
 EM_PPC64 = 21
 
@@ -201,12 +201,7 @@ class RPPC64(IntEnum):
     GNU_VTENTRY = 254
 
 
-_NAMES = {int(t): "R_PPC64_" + t.name for t in RPPC64}
-
-
-def spell(r_type: int) -> str:
-    """Spell a relocation type the way readelf does, also for numbers we have no name for."""
-    return _NAMES.get(r_type) or f"R_PPC64_<unknown {r_type}>"
+spell = speller("R_PPC64_", {int(t): t.name for t in RPPC64})
 
 
 # apply_relocate_add (module_64.c, 6.1) applies these and nothing else (NONE included: it has no

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from klp_ld.arch.model import Arch
+from klp_ld.arch.model import Arch, speller
 
 EM_X86_64 = 62
 
@@ -62,12 +62,7 @@ class RX86(IntEnum):
 
 
 _SPELLED = {RX86.R64: "64", RX86.R32: "32", RX86.R32S: "32S", RX86.R16: "16", RX86.R8: "8"}
-_NAMES = {int(t): "R_X86_64_" + _SPELLED.get(t, t.name) for t in RX86}
-
-
-def spell(r_type: int) -> str:
-    """Spell a relocation type the way readelf does, also for numbers we have no name for."""
-    return _NAMES.get(r_type) or f"R_X86_64_<unknown {r_type}>"
+spell = speller("R_X86_64_", {int(t): _SPELLED.get(t, t.name) for t in RX86})
 
 
 # apply_relocate_add accepts these (and NONE) and nothing else; the width of the field each writes.
