@@ -22,11 +22,11 @@ from typing import Any
 from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, error
 from klp_ld.elf.consts import SHT_NOBITS, STB_WEAK
-from klp_ld.elf.layout import KLP_MODULE_RELOC
+from klp_ld.elf.layout import LSB
 from klp_ld.elf.model import ElfObject, Symbol
 from klp_ld.names import MODULE_RELOCS, Identity, identity_problems, parse_identity
 
-RECORD_SIZE = KLP_MODULE_RELOC.size
+RECORD_SIZE = LSB.klp_module_reloc.size  # the same in either byte order
 KLP_CONVERT = "klp-convert"
 SUSE = "suse"
 RAW = "raw"
@@ -68,6 +68,7 @@ def harvest(obj: ElfObject) -> Harvest:
 
 def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: list[Diagnostic]) -> None:
     arch = arch_of(obj)
+    record = obj.layout.klp_module_reloc
     for sec in obj.sections_named(MODULE_RELOCS):
         if sec.is_rela:
             continue
@@ -117,7 +118,7 @@ def _harvest_module_relocs(obj: ElfObject, found: list[Annotation], problems: li
                                       "takes the symbol itself", code="annotation-bad-reloc",
                                       symbol=label, **at))
                 continue
-            _sym, sympos = KLP_MODULE_RELOC.unpack_from(sec.data, rela.offset)
+            _sym, sympos = record.unpack_from(sec.data, rela.offset)
             name = sym.name
             already = parse_identity(name)
             if already is not None:

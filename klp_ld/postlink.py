@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from klp_ld.arch import arch_of
 from klp_ld.diag import Diagnostic, KlpLdError, error, note
 from klp_ld.elf.consts import SHF_ALLOC, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH, SHT_RELA
-from klp_ld.elf.layout import RELA, RELA_SIZE
+from klp_ld.elf.layout import RELA_SIZE
 from klp_ld.elf.model import ElfObject, Rela, Symbol
 from klp_ld.elf.read import read_elf
 from klp_ld.elf.write import write_elf
@@ -213,7 +213,7 @@ def restore_retyped(obj: ElfObject) -> list[Diagnostic]:
                 or len(sec.data) % RELA_SIZE):
             continue
         relocs = []
-        for offset, info, addend in RELA.iter_unpack(sec.data):
+        for offset, info, addend in obj.layout.rela.iter_unpack(sec.data):
             index = info >> 32
             if index >= len(obj.symbols):
                 break

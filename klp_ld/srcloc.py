@@ -45,9 +45,10 @@ _FIRST_ADDRESS = 1 << 20
 _GAP = 1 << 12
 # sh_flags: the section holds an Elf64_Chdr and compressed contents.
 _SHF_COMPRESSED = 0x800
-# The whole little-endian fields DWARF relocations write (the architecture's `data_fields` say
-# which types write one, and whether the value is PC-relative; a debug section's address is 0).
-_FORMS = {8: struct.Struct("<Q"), 4: struct.Struct("<I")}
+# The whole fields DWARF relocations write, by byte order and width (the architecture's
+# `data_fields` say which types write one, and whether the value is PC-relative; a debug
+# section's address is 0).
+_FORMS = {order: {8: struct.Struct(order + "Q"), 4: struct.Struct(order + "I")} for order in "<>"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,8 @@ def _debug_image(data: bytes, obj: ElfObject, layout: dict[int, int]) -> bytes |
     addresses of `layout`; None when a debug section is compressed (its relocations apply to the
     uncompressed bytes, which have no place in the file)."""
     arch = arch_of(obj)
-    fields = {t: (_FORMS[arch.widths[t]], pc) for t, pc in arch.data_fields.items()
-              if arch.widths[t] in _FORMS}
+    forms = _FORMS[obj.layout.order]
+    fields = {t: (forms[arch.widths[t]], pc) for t, pc in arch.data_fields.items() if arch.widths[t] in forms}
     image = bytearray(data)
     for rsec in obj.rela_sections():
         target = rsec.info_section

@@ -6,6 +6,7 @@ from __future__ import annotations
 ELFMAG = b"\x7fELF"
 ELFCLASS64 = 2
 ELFDATA2LSB = 1
+ELFDATA2MSB = 2
 ET_REL = 1
 ET_EXEC = 2
 ET_DYN = 3

@@ -1,4 +1,4 @@
-"""The file header and section header table of any ELF64 little-endian file, checked.
+"""The file header and section header table of any ELF64 file, of either byte order, checked.
 
 The one reader under both the object model (`klp_ld.elf.read`: ET_REL objects and `.ko` files)
 and the vmlinux symbol source (`klp_ld.ksyms.symtab`: ET_EXEC). What a file is for, and which
@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from klp_ld.diag import fail
-from klp_ld.elf.consts import ELFCLASS64, ELFDATA2LSB, ELFMAG, SHN_XINDEX, SHT_NOBITS, SHT_NULL
-from klp_ld.elf.layout import EHDR, EHDR_SIZE, SHDR, SHDR_SIZE
+from klp_ld.elf.consts import ELFCLASS64, ELFMAG, SHN_XINDEX, SHT_NOBITS, SHT_NULL
+from klp_ld.elf.layout import EHDR_SIZE, EI_DATA, LSB, SHDR_SIZE, Layout, layout_of
 
 
 class FileHeader(NamedTuple):
@@ -37,8 +37,13 @@ class FileHeader(NamedTuple):
     e_shnum: int
     e_shstrndx: int
 
+    @property
+    def layout(self) -> Layout:
+        """The records of this file's byte order (`read_file_header` accepts no other)."""
+        return layout_of(self.e_ident[EI_DATA]) or LSB
 
-# Elf64_Shdr as SHDR unpacks it: sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
+
+# Elf64_Shdr as Layout.shdr unpacks it: sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
 # sh_info, sh_addralign, sh_entsize. Readers unpack it into variables of those names. A plain
 # tuple, not a NamedTuple: building the subclass costs 2-3 % of reading an object (35,000 headers
 # for 100 objects), and an object with 70,000 sections has as many.
@@ -53,26 +58,28 @@ class SectionHeaders(NamedTuple):
 
 
 def read_file_header(data: bytes, name: str) -> FileHeader:
-    """The ELF header of `data`, once it is known to be a 64-bit little-endian ELF file."""
+    """The ELF header of `data`, once it is known to be a 64-bit ELF file of either byte order."""
     if len(data) < EHDR_SIZE:
         raise fail(f"file is truncated: {len(data)} bytes, shorter than an ELF header", obj=name)
     if data[:4] != ELFMAG:
         raise fail("not an ELF file", obj=name)
-    if data[4] != ELFCLASS64 or data[5] != ELFDATA2LSB:
-        raise fail("not a 64-bit little-endian ELF file", obj=name)
-    return FileHeader._make(EHDR.unpack_from(data))
+    layout = layout_of(data[EI_DATA])
+    if data[4] != ELFCLASS64 or layout is None:
+        raise fail("not a 64-bit ELF file of a known byte order", obj=name)
+    return FileHeader._make(layout.ehdr.unpack_from(data))
 
 
 def read_section_headers(data: bytes, ehdr: FileHeader, name: str) -> SectionHeaders:
     """Every section header, and the index of the section-name table (0: there is none)."""
     e_shoff = ehdr.e_shoff
+    shdr = ehdr.layout.shdr
     if e_shoff == 0:
         raise fail("object has no section header table", obj=name)
     if ehdr.e_shentsize != SHDR_SIZE:
         raise fail(f"section header size is {ehdr.e_shentsize}, not {SHDR_SIZE}", obj=name)
     if e_shoff + SHDR_SIZE > len(data):
         raise fail(f"section header table at {e_shoff:#x} runs past the end of the file", obj=name)
-    _, first_type, _, _, _, first_size, first_link, _, _, _ = SHDR.unpack_from(data, e_shoff)
+    _, first_type, _, _, _, first_size, first_link, _, _, _ = shdr.unpack_from(data, e_shoff)
     nsec = ehdr.e_shnum or first_size  # 65,280 sections or more: sh_size of section 0
     if nsec == 0:
         raise fail("object has no section header table", obj=name)
@@ -87,7 +94,7 @@ def read_section_headers(data: bytes, ehdr: FileHeader, name: str) -> SectionHea
         raise fail(f"the section name table is section {shstrndx}, but there are {nsec} sections",
                    obj=name)
     table = data[e_shoff:e_shoff + nsec * SHDR_SIZE]
-    headers: list[SectionHeader] = list(SHDR.iter_unpack(table))
+    headers: list[SectionHeader] = list(shdr.iter_unpack(table))
     return SectionHeaders(headers, shstrndx)
 
 

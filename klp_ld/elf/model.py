@@ -23,6 +23,7 @@ from klp_ld.elf.consts import (
     STT_FUNC,
     STT_SECTION,
 )
+from klp_ld.elf.layout import EI_DATA, LSB, Layout, layout_of
 
 
 @dataclass(eq=False, slots=True)
@@ -135,6 +136,11 @@ class ElfObject:
     symtab: Section | None = None
     strtab_original: bytes = b"\0"
     shstrtab: Section | None = None
+
+    @property
+    def layout(self) -> Layout:
+        """The records of the object's byte order, which the writer keeps (e_ident echoes it)."""
+        return layout_of(self.e_ident_tail[EI_DATA - 4]) or LSB
 
     def section(self, name: str) -> Section | None:
         """First section with this name; names may repeat (e.g. many `.text` in one object)."""

@@ -1,6 +1,6 @@
 """Read an ET_REL object or `.ko` of a supported architecture into the `klp_ld.elf.model` classes.
 
-Records are unpacked with `struct` (layouts in `klp_ld.elf.layout`, the headers through
+Records are unpacked with `struct` (the file's byte order's `klp_ld.elf.layout.Layout`, the headers through
 `klp_ld.elf.headers`): headers and tables are fixed ELF64 records, and a general ELF library spends
 more on building its own objects than this whole read takes (pyelftools needs 30-40 ms to import
 and about 1 s for the section headers of an object with 70,000 sections). Everything a corrupt
@@ -34,7 +34,7 @@ from klp_ld.elf.consts import (
     SHT_SYMTAB_SHNDX,
 )
 from klp_ld.elf.headers import FileHeader, cstring, read_file_header, read_section_headers, section_bytes
-from klp_ld.elf.layout import CHDR, RELA, RELA_SIZE, SYM, SYM_SIZE, WORD_SIZE, unpack_words
+from klp_ld.elf.layout import RELA_SIZE, SYM_SIZE, WORD_SIZE, Layout
 from klp_ld.elf.model import ElfObject, Rela, Section, Symbol
 
 SectionAt = Callable[[int, str], Section]
@@ -81,6 +81,7 @@ def _describe(exc: Exception) -> str:
 
 def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
     headers, shstrndx = read_section_headers(data, ehdr, name)
+    layout = ehdr.layout
     nsec = len(headers)
     names = section_bytes(data, headers[shstrndx], f"{shstrndx} (section names)", name) if shstrndx else b""
     sections: list[Section] = []
@@ -121,14 +122,14 @@ def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
         if symtab.link is None:
             raise fail(".symtab has no string table (sh_link 0)", obj=name)
         strtab_bytes = symtab.link.data
-        symbols = _read_symbols(symtab, strtab_bytes, sections, _extended_indices(sections, symtab, name),
-                                name)
+        extended = _extended_indices(sections, symtab, layout, name)
+        symbols = _read_symbols(symtab, strtab_bytes, sections, extended, layout, name)
 
     for sec in sections:
         if sec.type == SHT_RELA:
-            _read_relocs(sec, symbols, sections, name, section_at)
+            _read_relocs(sec, symbols, layout, name, section_at)
         elif sec.type == SHT_GROUP:
-            _read_group(sec, symbols, name, section_at)
+            _read_group(sec, symbols, layout, name, section_at)
 
     return ElfObject(
         path=name, e_type=ET_REL, e_machine=ehdr.e_machine, e_version=ehdr.e_version, e_flags=ehdr.e_flags,
@@ -136,7 +137,8 @@ def _parse(data: bytes, ehdr: FileHeader, name: str) -> ElfObject:
         symtab=symtab, strtab_original=strtab_bytes, shstrtab=sections[shstrndx] if shstrndx else None)
 
 
-def _extended_indices(sections: list[Section], symtab: Section, name: str) -> tuple[int, ...] | None:
+def _extended_indices(sections: list[Section], symtab: Section, layout: Layout,
+                      name: str) -> tuple[int, ...] | None:
     """The SHT_SYMTAB_SHNDX table: each symbol's section index where st_shndx says SHN_XINDEX.
 
     The writer rebuilds it from the symbols, as it does `.symtab`, so its bytes are dropped here.
@@ -152,19 +154,19 @@ def _extended_indices(sections: list[Section], symtab: Section, name: str) -> tu
     if len(table.data) != len(symtab.data) // SYM_SIZE * WORD_SIZE:
         raise fail(f"{table.name}: {len(table.data):#x} bytes for {len(symtab.data) // SYM_SIZE} "
                    "symbols, expected 4 per symbol", obj=name)
-    words = unpack_words(table.data)
+    words = layout.unpack_words(table.data)
     table.data = b""
     return words
 
 
 def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], extended: tuple[int, ...] | None,
-                  name: str) -> list[Symbol]:
+                  layout: Layout, name: str) -> list[Symbol]:
     if symtab.entsize not in (0, SYM_SIZE) or len(symtab.data) % SYM_SIZE:
         raise fail(f".symtab size {len(symtab.data):#x} is not a multiple of {SYM_SIZE}", obj=name)
     symbols: list[Symbol] = []
     nsec = len(sections)
     for index, (st_name, st_info, st_other, st_shndx, st_value, st_size) in enumerate(
-            SYM.iter_unpack(symtab.data)):
+            layout.sym.iter_unpack(symtab.data)):
         sym_name = cstring(strtab, st_name)
         if sym_name is None:
             raise fail(f"symbol {index} has a name offset {st_name:#x} outside .strtab", obj=name)
@@ -193,18 +195,18 @@ def _read_symbols(symtab: Section, strtab: bytes, sections: list[Section], exten
     return symbols
 
 
-def _read_relocs(sec: Section, symbols: list[Symbol], sections: list[Section], name: str,
+def _read_relocs(sec: Section, symbols: list[Symbol], layout: Layout, name: str,
                  section_at: SectionAt) -> None:
     if len(sec.data) % RELA_SIZE:
         raise fail(f"{sec.name}: size {len(sec.data):#x} is not a multiple of {RELA_SIZE}", obj=name)
     if sec.info or sec.flags & SHF_INFO_LINK:
         sec.info_section = section_at(sec.info, f"relocation section {sec.name} sh_info")
     target = sec.info_section
-    limit = _relocatable_size(target) if target is not None else None
+    limit = _relocatable_size(target, layout) if target is not None else None
     nsym = len(symbols)
     relocs: list[Rela] = []
     append = relocs.append
-    for r_offset, r_info, r_addend in RELA.iter_unpack(sec.data):
+    for r_offset, r_info, r_addend in layout.rela.iter_unpack(sec.data):
         sym_index = r_info >> 32
         if sym_index >= nsym:
             raise fail(f"relocation at {r_offset:#x} uses symbol index {sym_index}, but .symtab has "
@@ -217,10 +219,11 @@ def _read_relocs(sec: Section, symbols: list[Symbol], sections: list[Section], n
     sec.data = b""
 
 
-def _read_group(sec: Section, symbols: list[Symbol], name: str, section_at: SectionAt) -> None:
+def _read_group(sec: Section, symbols: list[Symbol], layout: Layout, name: str,
+                section_at: SectionAt) -> None:
     if len(sec.data) % WORD_SIZE or not sec.data:
         raise fail(f"group section {sec.name} has a size that is not a multiple of 4", obj=name)
-    words = unpack_words(sec.data)
+    words = layout.unpack_words(sec.data)
     sec.group_flags = words[0]
     sec.members = [section_at(w, f"group {sec.name}") for w in words[1:]]
     if not 0 < sec.info < len(symbols):
@@ -229,9 +232,9 @@ def _read_group(sec: Section, symbols: list[Symbol], name: str, section_at: Sect
     sec.data = b""
 
 
-def _relocatable_size(sec: Section) -> int:
+def _relocatable_size(sec: Section, layout: Layout) -> int:
     """How far relocations may reach into `sec`: a compressed section (gcc -gz) is relocated
     after decompression, so its bound is the size its header announces, not its size on disk."""
-    if sec.flags & SHF_COMPRESSED and len(sec.data) >= CHDR.size:
-        return int(CHDR.unpack_from(sec.data)[2])
+    if sec.flags & SHF_COMPRESSED and len(sec.data) >= layout.chdr.size:
+        return int(layout.chdr.unpack_from(sec.data)[2])
     return sec.size

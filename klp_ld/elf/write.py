@@ -27,18 +27,7 @@ from klp_ld.elf.consts import (
     SHT_SYMTAB,
     SHT_SYMTAB_SHNDX,
 )
-from klp_ld.elf.layout import (
-    EHDR,
-    EHDR_SIZE,
-    RELA,
-    RELA_SIZE,
-    SHDR,
-    SHDR_SIZE,
-    SYM,
-    SYM_SIZE,
-    WORD_SIZE,
-    pack_words,
-)
+from klp_ld.elf.layout import EHDR_SIZE, RELA_SIZE, SHDR_SIZE, SYM_SIZE, WORD_SIZE
 from klp_ld.elf.model import ElfObject, Section, ordered_symbols
 
 
@@ -116,7 +105,9 @@ def write_elf(obj: ElfObject) -> bytes:
 
     # Bound once: CPython 3.11 compiles a method call on an imported name as an attribute load
     # and a call, which costs a tenth of the whole write in these per-record loops.
-    pack_sym, pack_rela, pack_shdr = SYM.pack, RELA.pack, SHDR.pack
+    layout = obj.layout
+    pack_sym, pack_rela, pack_shdr = layout.sym.pack, layout.rela.pack, layout.shdr.pack
+    pack_words = layout.pack_words
     symbols = ordered_symbols(obj.symbols)
     sym_index = {id(sym): i for i, sym in enumerate(symbols)}
     first_global = next((i for i, s in enumerate(symbols) if i and not s.is_local), len(symbols))
@@ -194,6 +185,6 @@ def write_elf(obj: ElfObject) -> bytes:
     out += bytes(shoff - len(out))
     for packed_header in headers:
         out += packed_header
-    EHDR.pack_into(out, 0, ELFMAG + obj.e_ident_tail, obj.e_type, obj.e_machine, obj.e_version, 0, 0, shoff,
-                   obj.e_flags, EHDR_SIZE, 0, 0, SHDR_SIZE, e_shnum, e_shstrndx)
+    layout.ehdr.pack_into(out, 0, ELFMAG + obj.e_ident_tail, obj.e_type, obj.e_machine, obj.e_version, 0, 0,
+                          shoff, obj.e_flags, EHDR_SIZE, 0, 0, SHDR_SIZE, e_shnum, e_shstrndx)
     return bytes(out)

@@ -23,7 +23,7 @@ from klp_ld.elf.consts import (
     STT_SECTION,
 )
 from klp_ld.elf.headers import read_file_header, read_section_headers, section_bytes
-from klp_ld.elf.layout import SYM, SYM_SIZE
+from klp_ld.elf.layout import SYM_SIZE
 from klp_ld.elf.model import ElfObject
 from klp_ld.elf.read import read_elf
 from klp_ld.ksyms.decompress import decompress
@@ -70,7 +70,7 @@ def _parse_vmlinux(data: bytes, path: str) -> SymbolSource:
     rows: list[tuple[int, str, str, str]] = []
     find = strtab.find
     current_file = ""
-    for st_name, st_info, _other, shndx, value, _size in SYM.iter_unpack(body):
+    for st_name, st_info, _other, shndx, value, _size in ehdr.layout.sym.iter_unpack(body):
         stype = st_info & 0xF
         if shndx == SHN_UNDEF or not st_name or stype == STT_SECTION:
             continue
