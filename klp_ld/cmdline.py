@@ -114,6 +114,10 @@ _AARCH64_LONG_TABLE = """
 no-pipeline-knowledge no-enum-size-warning pic-veneer stub-group-size: no-wchar-size-warning
 fix-cortex-a53-835769 fix-cortex-a53-843419:: no-apply-dynamic-relocs
 """
+# The s390 emulations (ld/emultempl/s390.em) add one option.
+_S390_LONG_TABLE = """
+s390-pgste
+"""
 
 # What klp-ld needs to know about an option, by name; every other option only has to be skipped.
 _KEYS = {
@@ -132,6 +136,7 @@ _AARCH64_EMULATIONS = ("aarch64linux", "aarch64elf", "aarch64linuxb", "aarch64el
                        "aarch64linux32b", "aarch64elf32", "aarch64elf32b")
 _EMULATION_TABLES = {"elf_x86_64": "", "elf32_x86_64": "", "elf_i386": "", "elf_iamcu": "",
                      "elf64lppc": _PPC64_LONG_TABLE, "elf64ppc": _PPC64_LONG_TABLE,
+                     "elf64_s390": _S390_LONG_TABLE, "elf_s390": _S390_LONG_TABLE,
                      **dict.fromkeys(_AARCH64_EMULATIONS, _AARCH64_LONG_TABLE)}
 # What an emulation adds to the short options (its PARSE_AND_LIST_SHORTOPTS).
 _EMULATION_SHORT = dict.fromkeys(_AARCH64_EMULATIONS, "p")

@@ -74,7 +74,7 @@ def check_module(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnost
             problems.extend(error(message, code=code, **where) for code, message in identity_problems(ident))
         problems.extend(_check_site(obj, sections.get(conv.section), conv, where))
     problems.extend(_consumed_code_problems(obj, conversions))
-    problems.extend(_late_stub_problems(obj, conversions))
+    problems.extend(_late_problems(obj, conversions))
     problems.extend(_check_modinfo(obj, conversions))
     problems.extend(check_tables(obj))
     return problems
@@ -185,26 +185,37 @@ def _consumed_code_problems(obj: ElfObject, conversions: list[Conversion]) -> li
     return out
 
 
-def _late_stub_problems(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnostic]:
-    """Module-specific relocations that may make the loader store a stub into read-only text (the
-    architecture's `late_stub`: arm64's PLT entries and erratum veneers); whether it must depends on
-    where the modules land, so this warns, once per object and reason, naming its first sites."""
+def _late_problems(obj: ElfObject, conversions: list[Conversion]) -> list[Diagnostic]:
+    """Module-specific relocations that the loader may get wrong after the patch module is formed,
+    depending on where modules land or on whether the target module is loaded again: a stub stored
+    into read-only text (the architecture's `late_stub`: arm64's PLT entries and erratum veneers), a
+    slot written only once (`slot_types`: s390's GOT). The module is right as loaded, so this warns,
+    once per object and reason, naming its first sites."""
     arch = arch_of(obj)
-    found: dict[tuple[str, str], list[Conversion]] = {}
+    found: dict[tuple[str, str, str], list[Conversion]] = {}
     for conv in conversions:
-        if conv.identity.rela_obj == VMLINUX:
+        rela_obj = conv.identity.rela_obj
+        if rela_obj == VMLINUX:
             continue
         why = arch.late_stub(conv.r_type, conv.offset)
         if why is not None:
-            found.setdefault((conv.identity.rela_obj, why), []).append(conv)
+            found.setdefault((rela_obj, "late-stub", why), []).append(conv)
+        if conv.r_type in arch.slot_types:
+            why = (f"the {arch.name} loader writes each symbol's address into a GOT slot of the patch module "
+                   f"once, and when {rela_obj} is unloaded and loaded again while this patch is "
+                   f"loaded, applies .klp.rela.{rela_obj}.* again but leaves the slot as it was "
+                   "(got_initialized): the patch then reads the old, freed address; reach it through a "
+                   "pointer in data instead (R_390_64, which is written at every load), or do not reload "
+                   f"{rela_obj} under this patch")
+            found.setdefault((rela_obj, "stale-slot", why), []).append(conv)
     out = []
-    for (rela_obj, why), convs in found.items():
+    for (rela_obj, code, why), convs in found.items():
         first = convs[0]
         names = ", ".join(sorted({arch.reloc_name(c.r_type) for c in convs}))
         others = tuple(f"also at {c.section}+{c.offset:#x} ({c.link_name})" for c in convs[1:5])
         if len(convs) > 5:
             others += (f"and {len(convs) - 5} more site(s)",)
-        out.append(warning(f"module-specific {names} relocation for {rela_obj}: {why}", code="late-stub",
+        out.append(warning(f"module-specific {names} relocation for {rela_obj}: {why}", code=code,
                            obj=obj.path, section=first.section, offset=first.offset, symbol=first.link_name,
                            notes=others))
     return out

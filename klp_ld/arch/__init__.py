@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from klp_ld.arch import arm64, ppc64le, x86_64
+from klp_ld.arch import arm64, ppc64le, s390x, x86_64
 from klp_ld.arch.model import Arch
 
 __all__ = ["ARCHES", "Arch", "arch_of", "for_machine", "reloc_name", "supported_names"]
@@ -16,7 +16,7 @@ class _HasMachine(Protocol):
     @property
     def path(self) -> str: ...
 
-ARCHES: tuple[Arch, ...] = (x86_64.ARCH, ppc64le.ARCH, arm64.ARCH)
+ARCHES: tuple[Arch, ...] = (x86_64.ARCH, ppc64le.ARCH, s390x.ARCH, arm64.ARCH)
 _BY_MACHINE = {a.e_machine: a for a in ARCHES}
 
 

@@ -91,6 +91,10 @@ class Arch:
     counted_in_rela_why: str = ("the loader makes room for {types} entries by counting them in SHT_RELA "
                                 "sections only (get_stubs_size), so these find none and the module fails "
                                 "to load")
+    #: types whose symbol's address the loader stores in a slot of the patch module once and never again
+    #: (s390's GOT: got_initialized): `.klp.rela.<module>` is applied anew when that module loads again,
+    #: but such a slot keeps the address of its first load
+    slot_types: frozenset[int] = frozenset()
     #: why a module-specific relocation of a type, at an offset of its section, may make the loader write
     #: a stub into the patch module's text with a plain store once that text is read-only (arm64: a PLT
     #: entry or an erratum veneer), or None; the type's own site may well be written safely
