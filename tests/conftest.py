@@ -15,6 +15,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store",
         default=None,
         metavar="SERIES",
-        help="kernel series for the QEMU bench tests (-m kernel): 6.1 (default), 6.12, 7.2, ppc64le (a "
-        "6.1 kernel the bench cross-builds), all, or a comma list; also env KLP_LD_KERNEL",
+        help="kernel series for the QEMU bench tests (-m kernel): 6.1 (default), 6.12, 7.2, ppc64le, arm64, "
+        "s390x (kernels the bench cross-builds), all, or a comma list; also env KLP_LD_KERNEL",
     )

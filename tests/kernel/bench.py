@@ -21,9 +21,12 @@ itself (see :class:`CrossKernel`): Debian 12's ``linux-source-6.1`` cross-compil
 ``gcc-powerpc64le-linux-gnu`` from allnoconfig plus ``configs/ppc64le.config``, cached once built, and
 booted on QEMU's pseries machine with Debian's ppc64el busybox. The arm64 series is built the same way
 from Debian sid's ``linux-source-7.2`` (arm64 has livepatch since 6.17), fetched through an apt state of
-the bench's own, with Debian 12's ``gcc-aarch64-linux-gnu``, and booted on QEMU's virt machine.
-Everything after the setup (building external modules, booting, cases, results) is the same code for
-every series; :class:`Machine` holds what differs between the architectures.
+the bench's own, with Debian 12's ``gcc-aarch64-linux-gnu``, and booted on QEMU's virt machine. The s390x
+series is Debian 12's ``linux-source-6.1`` again, cross-compiled with ``gcc-s390x-linux-gnu`` from
+``configs/s390x.config`` and booted on QEMU's s390-ccw-virtio machine with Debian's s390x busybox: the one
+big-endian guest, so nothing here takes an ELF file's byte order for granted. Everything after the setup
+(building external modules, booting, cases, results) is the same code for every series; :class:`Machine`
+holds what differs between the architectures.
 
 Nothing here imports pytest, so the bench can be driven from a Python prompt while debugging.
 """
@@ -53,7 +56,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 # The single place that names the kernels the bench supports: series -> pinned Debian kernel release.
 # How each series is had is in SOURCES below. When the archive stops offering a pinned release, the bench
@@ -109,7 +112,8 @@ class Machine:
     names the booted file in an image tree (``boot/<kernel_file>-<release>``); ``make_vars`` go on every
     kbuild command line (ARCH and CROSS_COMPILE of a cross build). ``host_busybox`` says whether the
     guest's busybox runs on the host: then its applet list is read there, otherwise the guest's /init
-    installs the applet links itself.
+    installs the applet links itself. ``byteorder`` is the guest's, and so its ELF files' (``EI_DATA``):
+    "big" on s390x.
     """
 
     name: str
@@ -120,6 +124,7 @@ class Machine:
     kernel_file: str
     make_vars: tuple[tuple[str, str], ...] = ()
     host_busybox: bool = True
+    byteorder: Literal["little", "big"] = "little"
 
     @property
     def append(self) -> str:
@@ -130,6 +135,11 @@ class Machine:
     def cross_compile(self) -> str:
         """The CROSS_COMPILE prefix ("" for a native build)."""
         return dict(self.make_vars).get("CROSS_COMPILE", "")
+
+    @property
+    def elf_data(self) -> int:
+        """The ``EI_DATA`` byte of the machine's ELF files: 1 (ELFDATA2LSB) or 2 (ELFDATA2MSB)."""
+        return 1 if self.byteorder == "little" else 2
 
 
 _QEMU_COMMON: Final = ("-accel", "tcg")
@@ -156,6 +166,19 @@ ARM64: Final = Machine(
     ("-M", "virt", *_QEMU_COMMON, "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot", "-nic", "none"),
     console="ttyAMA0", kernel_file="Image",
     make_vars=(("ARCH", "arm64"), ("CROSS_COMPILE", "aarch64-linux-gnu-")), host_busybox=False,
+)  # fmt: skip
+# s390-ccw-virtio IPLs arch/s390/boot/bzImage straight from -kernel (no firmware in the way) and puts the
+# -initrd and -append where the kernel's parameter area says; -serial (and -nographic's stdio) is the SCLP
+# VT220 terminal, ttysclp0. Powering off stops the only CPU, which ends QEMU. A panic never gets to
+# panic=-1's reboot: s390's on_panic action (stop) puts the CPU in a disabled wait first, which QEMU takes
+# for a guest panic and, by default (-action panic=shutdown), exits on; -no-reboot covers a re-IPL.
+S390X: Final = Machine(
+    "s390x", "qemu-system-s390x", "qemu-system-misc",
+    ("-M", "s390-ccw-virtio", *_QEMU_COMMON, "-cpu", "max", "-m", "1024", "-smp", "1", "-no-reboot",
+     "-nic", "none"),
+    console="ttysclp0", kernel_file="bzImage",
+    make_vars=(("ARCH", "s390"), ("CROSS_COMPILE", "s390x-linux-gnu-")), host_busybox=False,
+    byteorder="big",
 )  # fmt: skip
 
 CONFIGS: Final = Path(__file__).resolve().parent / "configs"
@@ -196,6 +219,12 @@ CROSS_KERNELS: Final[Mapping[str, CrossKernel]] = MappingProxyType(
         "arm64": CrossKernel(
             "linux-source-7.2", CONFIGS / "arm64.config", ARM64, "gcc-aarch64-linux-gnu", "arm64",
             kernel_image="arch/arm64/boot/Image", suite="sid", fallback="7",
+        ),
+        # The source ppc64le builds, for the big-endian machine; bzImage is the kernel with its
+        # decompressor, which QEMU IPLs.
+        "s390x": CrossKernel(
+            "linux-source-6.1", CONFIGS / "s390x.config", S390X, "gcc-s390x-linux-gnu", "s390x",
+            kernel_image="arch/s390/boot/bzImage",
         ),
     }
 )  # fmt: skip
@@ -305,8 +334,8 @@ def headers_dir(release: str) -> Path:
 
 
 def parse_series(value: str | None) -> tuple[str, ...]:
-    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "ppc64le", "arm64", "all", "6.1,arm64")
-    into series names.
+    """Turn a ``--kernel``/``KLP_LD_KERNEL`` value ("6.1", "6.12", "ppc64le", "arm64", "s390x", "all",
+    "6.1,arm64") into series names.
 
     Raises ValueError for an unknown series, so a typo fails loudly instead of testing nothing.
     """
@@ -418,15 +447,17 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _is_static_elf(path: Path) -> bool:
-    """True for an ELF64 executable without PT_INTERP: only such a busybox runs in a bare initramfs."""
+def _is_static_elf(path: Path, byteorder: Literal["little", "big"] = "little") -> bool:
+    """True for an ELF64 executable of ``byteorder`` without PT_INTERP: only such a busybox runs in a bare
+    initramfs (the host's is little-endian; s390x's is big-endian)."""
+    data, order = (1, "<") if byteorder == "little" else (2, ">")
     try:
         with path.open("rb") as handle:
             header = handle.read(64)
-            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != data:
                 return False
-            (phoff,) = struct.unpack_from("<Q", header, 0x20)
-            phentsize, phnum = struct.unpack_from("<HH", header, 0x36)
+            (phoff,) = struct.unpack_from(order + "Q", header, 0x20)
+            phentsize, phnum = struct.unpack_from(order + "HH", header, 0x36)
             handle.seek(phoff)
             table = handle.read(phentsize * phnum)
     except OSError:
@@ -434,7 +465,8 @@ def _is_static_elf(path: Path) -> bool:
     if phentsize < 4 or len(table) < phentsize * phnum:
         return False
     pt_interp = 3
-    return all(struct.unpack_from("<I", table, i * phentsize)[0] != pt_interp for i in range(phnum))
+    entries = (struct.unpack_from(order + "I", table, i * phentsize)[0] for i in range(phnum))
+    return all(p_type != pt_interp for p_type in entries)
 
 
 def _static_busybox() -> Path | None:
@@ -882,7 +914,8 @@ _CROSS_HOST_TOOLS: Final = (
     ("dpkg-deb", "dpkg"),
 )  # fmt: skip
 # Bumped when the way the kernel is built changes, so that cached builds made the old way are not used. Its
-# text is only hashed (the kernel target is the CrossKernel's image: vmlinux on ppc64le, Image on arm64).
+# text is only hashed (the kernel target is the CrossKernel's image: vmlinux on ppc64le, Image on arm64,
+# bzImage on s390x).
 _CROSS_RECIPE: Final = "allnoconfig + KCONFIG_ALLCONFIG fragment; vmlinux modules; modules_install; 1"
 _CROSS_MARKER: Final = ".complete"
 _CROSS_BUILD_TIMEOUT: Final = 4 * 3600.0
@@ -958,9 +991,9 @@ def _cross_release(kernel: Path, spec: CrossKernel) -> str | None:
     return release if ready else None
 
 
-def _foreign_busybox(arch: str, cross: Path) -> Path:
+def _foreign_busybox(arch: str, cross: Path, byteorder: Literal["little", "big"] = "little") -> Path:
     """Debian's static busybox of Debian architecture ``arch`` (from the host's suites: Debian 12's on
-    Debian 12), unpacked once into ``cross``.
+    Debian 12), unpacked once into ``cross``; ``byteorder`` is that architecture's (big for s390x).
 
     apt downloads it with the host's sources and keys but a private state directory whose architecture is
     ``arch``: the host's dpkg architectures, package lists and status stay as they are (no
@@ -968,13 +1001,13 @@ def _foreign_busybox(arch: str, cross: Path) -> Path:
     """
     tree = cross / f"busybox-{arch}"
     busybox = tree / "bin" / "busybox"
-    if _is_static_elf(busybox):
+    if _is_static_elf(busybox, byteorder):
         return busybox
     package = f"busybox-static:{arch}"
     if shutil.which("apt-get") is None:
         raise BenchUnavailable(f"{package} not cached and there is no apt-get to fetch it")
     with _file_lock(cross / f".busybox-{arch}.lock"):
-        if _is_static_elf(busybox):
+        if _is_static_elf(busybox, byteorder):
             return busybox
         for stale in cross.glob(f".busybox-{arch}-*"):  # a killed run's; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
@@ -983,7 +1016,7 @@ def _foreign_busybox(arch: str, cross: Path) -> Path:
             _download_foreign(arch, "busybox-static", staging)
             debs = sorted(staging.glob("busybox-static_*.deb"))
             proc = _run(["dpkg-deb", "-x", str(debs[-1]), str(staging / "tree")], timeout=300)
-            if proc.returncode != 0 or not _is_static_elf(staging / "tree" / "bin" / "busybox"):
+            if proc.returncode != 0 or not _is_static_elf(staging / "tree" / "bin" / "busybox", byteorder):
                 raise BenchUnavailable(f"{debs[-1].name}: no static bin/busybox ({_reason(proc.stdout)})")
             if tree.exists():
                 shutil.rmtree(tree)
@@ -1183,7 +1216,7 @@ def _build_cross_kernel(
             + "; ".join(dropped)
         )
     jobs = os.cpu_count() or 1
-    target = Path(spec.kernel_image).name  # vmlinux; Image for arch/arm64/boot/Image
+    target = Path(spec.kernel_image).name  # vmlinux; Image, bzImage for arch/<arch>/boot/<target>
     step([*make, f"-j{jobs}", target, "modules"], "the kernel build", timeout=_CROSS_BUILD_TIMEOUT)
     # busybox insmod needs no modules.dep, and kmod's depmod need not be on the host.
     step([*make, f"INSTALL_MOD_PATH={image}", "DEPMOD=true", "modules_install"], "make modules_install")
@@ -1606,7 +1639,7 @@ class Bench:
             still = _missing_cross_packages(spec)
             if still:
                 raise BenchUnavailable(f"still missing after apt-get install: {' '.join(still)}")
-        busybox = _foreign_busybox(spec.busybox_arch, root / "cross")
+        busybox = _foreign_busybox(spec.busybox_arch, root / "cross", spec.machine.byteorder)
         release, kernel = _ensure_cross_kernel(series, root / "cross", apt)
         qemu = shutil.which(spec.machine.qemu)
         if qemu is None:
@@ -1625,7 +1658,7 @@ class Bench:
     @property
     def vmlinuz(self) -> Path:
         """The kernel QEMU boots: ``vmlinuz`` on x86_64, the ELF ``vmlinux`` on ppc64le, the raw ``Image`` on
-        arm64."""
+        arm64, ``bzImage`` (the compressed kernel behind its decompressor) on s390x."""
         return _image_file(self.image, self.release, self.machine.kernel_file)
 
     @property
@@ -1642,8 +1675,8 @@ class Bench:
 
     def image_module(self, path: str) -> Path:
         """A module shipped with the kernel, e.g. ``"drivers/net/dummy"``: ``dummy.ko`` on 6.1 and
-        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either); on ppc64le and arm64
-        the modules of the bench's own build, e.g. ``"samples/livepatch/livepatch-sample"``."""
+        ``dummy.ko.xz`` on 6.12 and 7.2 (busybox insmod and the kernel take either); on ppc64le, arm64
+        and s390x the modules of the bench's own build, e.g. ``"samples/livepatch/livepatch-sample"``."""
         base = self.modules_dir / "kernel" / path.removesuffix(".ko")
         for suffix in (".ko", ".ko.xz", ".ko.zst", ".ko.gz"):
             candidate = base.with_name(base.name + suffix)

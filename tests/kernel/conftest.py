@@ -1,11 +1,11 @@
 """Fixtures for the kernel bench: ``bench`` is a ready kernel of the selected series, once per session.
 
 Select the series with ``--kernel=6.1`` (default), ``--kernel=6.12``, ``--kernel=7.2``, ``--kernel=ppc64le``,
-``--kernel=arm64``, ``--kernel=all`` or env KLP_LD_KERNEL; every test that uses ``bench`` runs once per
-selected Debian x86_64 series. ``ppc64le_bench`` and ``arm64_bench`` are the kernels the bench cross-builds;
-their tests run when that series is selected (``all`` includes both). Tests whose series are all unselected
-are deselected. Nothing is prepared unless such a test is selected, so ``-m "not kernel"`` costs only the
-import of this file.
+``--kernel=arm64``, ``--kernel=s390x``, ``--kernel=all`` or env KLP_LD_KERNEL; every test that uses ``bench``
+runs once per selected Debian x86_64 series. ``ppc64le_bench``, ``arm64_bench`` and ``s390x_bench`` are the
+kernels the bench cross-builds; their tests run when that series is selected (``all`` includes them).
+Tests whose series are all unselected are deselected. Nothing is prepared unless such a test is selected,
+so ``-m "not kernel"`` costs only the import of this file.
 
 A missing prerequisite (no root, apt, network or QEMU) skips with a one-line reason, except under CI
 (env ``CI`` set to true), where it fails: a CI run must prove something in a kernel. The session ends with
@@ -43,8 +43,9 @@ KLP_LD = REPO_ROOT / "wrappers" / "klp-ld"
 _BENCH_FIXTURES = frozenset({"bench", "kernel_series"})
 PPC64LE = "ppc64le"
 ARM64 = "arm64"
+S390X = "s390x"
 # The fixture of each series the bench cross-builds.
-_CROSS_FIXTURES = {"ppc64le_bench": PPC64LE, "arm64_bench": ARM64}
+_CROSS_FIXTURES = {"ppc64le_bench": PPC64LE, "arm64_bench": ARM64, "s390x_bench": S390X}
 ENV_CI = "CI"
 
 
@@ -88,7 +89,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that boots a kernel, so ``-m "not kernel"`` deselects it even without pytestmark,
     and deselect the tests of series that ``--kernel`` did not select (``--kernel=ppc64le`` runs no
-    x86_64 test, the default runs no ppc64le or arm64 test)."""
+    x86_64 test, the default runs no ppc64le, arm64 or s390x test)."""
     x86 = bool(debian_series(config))
     selected = set(selected_series(config))
     kept: list[pytest.Item] = []
@@ -170,6 +171,14 @@ def arm64_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     five minutes), as ``ppc64le_bench`` is for ppc64le."""
     assert ARM64 in CROSS_KERNELS
     yield from _prepared_bench(ARM64, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def s390x_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
+    """The s390x kernel the bench cross-builds from Debian 12's source, the one ppc64le builds (the first
+    use builds it: several minutes), as ``ppc64le_bench`` is for ppc64le."""
+    assert S390X in CROSS_KERNELS
+    yield from _prepared_bench(S390X, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

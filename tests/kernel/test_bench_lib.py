@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .bench import (
     CROSS_KERNELS,
     KERNELS,
     PPC64LE,
+    S390X,
     SOURCES,
     X86_64,
     Built,
@@ -32,6 +34,7 @@ from .bench import (
     _cross_source,
     _init_script,
     _Initramfs,
+    _is_static_elf,
     _nested_binds,
     _private_apt_options,
     _series_image_pattern,
@@ -55,9 +58,10 @@ def test_parse_series() -> None:
     assert parse_series("all") == (*KERNELS, *CROSS_KERNELS)
     assert parse_series("6.12, 6.1,6.12") == ("6.12", "6.1")
     assert parse_series("7.2") == ("7.2",)
-    assert parse_series("all") == ("6.1", "6.12", "7.2", "ppc64le", "arm64")
+    assert parse_series("all") == ("6.1", "6.12", "7.2", "ppc64le", "arm64", "s390x")
     assert parse_series("ppc64le,6.1") == ("ppc64le", "6.1")
     assert parse_series("arm64") == ("arm64",)
+    assert parse_series("s390x,arm64") == ("s390x", "arm64")
     with pytest.raises(ValueError, match=re.escape("unknown kernel series '6.2'")):
         parse_series("6.2")
 
@@ -311,7 +315,8 @@ def test_boot_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_machines_boot_commands() -> None:
-    """x86_64 boots as it always did; ppc64le on pseries with the hypervisor console."""
+    """x86_64 boots as it always did; ppc64le on pseries with the hypervisor console, arm64 on virt with the
+    PL011, s390x on s390-ccw-virtio with the SCLP VT220 terminal; only s390x is big-endian."""
     x86 = [X86_64.qemu, *X86_64.qemu_options]
     assert x86 == ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
                    "-no-reboot", "-nic", "none"]
@@ -328,6 +333,16 @@ def test_machines_boot_commands() -> None:
     assert ARM64.qemu_package == "qemu-system-arm"
     assert ARM64.make_vars == (("ARCH", "arm64"), ("CROSS_COMPILE", "aarch64-linux-gnu-"))
     assert ARM64.kernel_file == "Image" and not ARM64.host_busybox
+    assert [S390X.qemu, *S390X.qemu_options] == ["qemu-system-s390x", "-M", "s390-ccw-virtio", "-accel",
+                                                 "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
+                                                 "-no-reboot", "-nic", "none"]
+    assert S390X.append == "console=ttysclp0 panic=-1 quiet loglevel=4"
+    assert S390X.qemu_package == "qemu-system-misc"
+    assert S390X.make_vars == (("ARCH", "s390"), ("CROSS_COMPILE", "s390x-linux-gnu-"))
+    assert S390X.kernel_file == "bzImage" and not S390X.host_busybox
+    assert (S390X.byteorder, S390X.elf_data) == ("big", 2)
+    for machine in (X86_64, PPC64LE, ARM64):
+        assert (machine.byteorder, machine.elf_data) == ("little", 1), machine.name
 
 
 def test_init_script_installs_applets_only_when_asked() -> None:
@@ -372,6 +387,41 @@ def test_arm64_fragment_asks_for_livepatch() -> None:
     assert settings["CONFIG_SAMPLE_LIVEPATCH"] == "m" and settings["CONFIG_MODULE_SIG"] == "n"
     assert settings["CONFIG_DEBUG_INFO_BTF"] == "n" and settings["CONFIG_DEBUG_INFO_NONE"] == "y"
     assert cross_config_digest(spec) != cross_config_digest(CROSS_KERNELS["ppc64le"])
+
+
+def test_s390x_fragment_asks_for_livepatch() -> None:
+    spec = CROSS_KERNELS["s390x"]
+    assert (spec.source_package, spec.suite) == ("linux-source-6.1", None)  # the source ppc64le builds
+    assert spec.machine is S390X and spec.kernel_image == "arch/s390/boot/bzImage"
+    assert (spec.compiler_package, spec.busybox_arch) == ("gcc-s390x-linux-gnu", "s390x")
+    settings = config_fragment(spec.fragment.read_text())
+    for name in ("CONFIG_LIVEPATCH", "CONFIG_MODULES", "CONFIG_MODULE_UNLOAD", "CONFIG_SCLP_VT220_TTY",
+                 "CONFIG_SCLP_VT220_CONSOLE", "CONFIG_BLK_DEV_INITRD", "CONFIG_DEVTMPFS",
+                 "CONFIG_KALLSYMS_ALL", "CONFIG_DYNAMIC_FTRACE_WITH_REGS", "CONFIG_HAVE_RELIABLE_STACKTRACE"):
+        assert settings[name] == "y", name
+    assert settings["CONFIG_SAMPLE_LIVEPATCH"] == "m" and settings["CONFIG_MODULE_SIG"] == "n"
+    digests = {cross_config_digest(other) for other in CROSS_KERNELS.values()}
+    assert len(digests) == len(CROSS_KERNELS)
+
+
+def _elf64_executable(path: Path, byteorder: str, *, interp: bool) -> Path:
+    """A minimal ELF64 header and one program header (PT_INTERP when ``interp``, else PT_LOAD)."""
+    order = "<" if byteorder == "little" else ">"
+    ident = b"\x7fELF\x02" + (b"\x01" if byteorder == "little" else b"\x02") + b"\x01" + bytes(9)
+    header = ident + struct.pack(order + "HHIQQQIHHHHHH", 2, 22, 1, 0, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    program = struct.pack(order + "IIQQQQQQ", 3 if interp else 1, 5, 0, 0, 0, 0, 0, 0)
+    path.write_bytes(header + program)
+    return path
+
+
+def test_static_elf_check_takes_the_machines_byte_order(tmp_path: Path) -> None:
+    """The host's busybox is little-endian, s390x's big-endian: each is static only in its own order."""
+    little = _elf64_executable(tmp_path / "little", "little", interp=False)
+    big = _elf64_executable(tmp_path / "big", "big", interp=False)
+    assert _is_static_elf(little) and _is_static_elf(little, "little") and not _is_static_elf(little, "big")
+    assert _is_static_elf(big, "big") and not _is_static_elf(big)
+    assert not _is_static_elf(_elf64_executable(tmp_path / "dynamic", "big", interp=True), "big")
+    assert not _is_static_elf(tmp_path / "missing", "big")
 
 
 def test_private_apt_state_of_a_suite(tmp_path: Path) -> None:
@@ -442,7 +492,7 @@ def test_cross_release_looks_for_the_machines_kernel_file(tmp_path: Path) -> Non
     assert _cross_release(kernel, arm64) == "7.2.13"
 
 
-@pytest.mark.parametrize("series", ["ppc64le", "arm64"])
+@pytest.mark.parametrize("series", ["ppc64le", "arm64", "s390x"])
 def test_cross_series_without_its_tools_is_unavailable(
     series: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
