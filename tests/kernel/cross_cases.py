@@ -1,8 +1,7 @@
 """What the cross-built machines' bench tests (test_ppc64le.py, test_arm64.py, test_s390x.py) have in common.
 
 Each machine boots one kernel per test file and runs the same story in it: an external two-object module,
-the kernel's own livepatch sample, the kallsyms dump, and then the livepatch modules klp-ld builds (not
-yet on s390x, which klp-ld does not support: its file has the machine-level cases only). The late patch,
+the kernel's own livepatch sample, the kallsyms dump, and then the livepatch modules klp-ld builds. The late patch,
 the function patch and the unannotated module are portable C (testdata/kmod-ppc64le and testdata/kmod),
 built unchanged for each machine, so their cases, and what the guest must answer to them, are the same;
 only the seed's sources, the relocation types and a few details of each loader differ, and those stay in
