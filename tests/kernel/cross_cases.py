@@ -1,11 +1,11 @@
 """What the cross-built machines' bench tests (test_ppc64le.py, test_arm64.py, test_s390x.py) have in common.
 
 Each machine boots one kernel per test file and runs the same story in it: an external two-object module,
-the kernel's own livepatch sample, the kallsyms dump, and then the livepatch modules klp-ld builds. The late patch,
-the function patch and the unannotated module are portable C (testdata/kmod-ppc64le and testdata/kmod),
-built unchanged for each machine, so their cases, and what the guest must answer to them, are the same;
-only the seed's sources, the relocation types and a few details of each loader differ, and those stay in
-each test file.
+the kernel's own livepatch sample, the kallsyms dump, and then the livepatch modules klp-ld builds. The
+late patch, the function patch and the unannotated module are portable C (testdata/kmod-ppc64le and
+testdata/kmod), built unchanged for each machine, so their cases, and what the guest must answer to them,
+are the same; only the seed's sources, the relocation types and a few details of each loader differ, and
+those stay in each test file.
 """
 
 from __future__ import annotations
@@ -350,6 +350,41 @@ def assert_klp_ld_check_passes(
         report = f"klp-ld check {ko.name}: status {done.returncode}\n{done.stdout}{done.stderr}"
         assert done.returncode == 0, report
         assert done.stdout.rstrip().endswith(f"{ko}: OK"), done.stdout
+
+
+def assert_originals_retyped(ko: ElfObject, none: int) -> None:
+    """Where the loader applies NONE (arm64, s390x): no trace of the originals in the ordinary relocation
+    sections but a NONE (type ``none``) against no symbol at each klp site."""
+    sites: dict[str, set[int]] = {}
+    for section in ko.sections_named(".klp.rela."):
+        assert section.info_section is not None
+        sites.setdefault(section.info_section.name, set()).update(rela.offset for rela in section.relocs)
+    for section in ko.rela_sections():
+        if section.name.startswith(".klp.rela.") or section.info_section is None:
+            continue
+        nones = set()
+        for rela in section.relocs:
+            name = rela.symbol.name if rela.symbol is not None else ""
+            assert not name.startswith(".klp.sym."), f"{section.name}+{rela.offset:#x}: {name}"
+            if rela.type == none:
+                assert rela.symbol is None and rela.addend == 0, f"{section.name}+{rela.offset:#x}"
+                nones.add(rela.offset)
+        assert nones <= sites.get(section.info_section.name, set()), f"{section.name}: {sorted(nones)}"
+
+
+def assert_seed_positions(ko: ElfObject, prefix: str, seed_name: str) -> None:
+    """Per klp site of a seed module, the position its object means: a site in <prefix>_a_* (code, or
+    the pointer in data) names position 1, one in <prefix>_b_* position 2."""
+    for section in ko.sections_named(".klp.rela."):
+        owners = [s for s in ko.symbols if s.section is section.info_section and s.size
+                  and s.name.startswith(f"{prefix}_")]
+        for rela in section.relocs:
+            owner = [s.name for s in owners if s.value <= rela.offset < s.value + s.size]
+            assert len(owner) == 1, f"{section.name}+{rela.offset:#x}: in {owner}"
+            who = owner[0].removeprefix(f"{prefix}_")[0]
+            assert rela.symbol is not None
+            assert rela.symbol.name == f".klp.sym.vmlinux.{seed_name},{SEED_POSITIONS[who]}", (
+                f"{section.name}+{rela.offset:#x} in {owner[0]}: {rela.symbol.name}")
 
 
 def assert_suse_has_no_annotation_symbols(built: Built, module: str) -> None:

@@ -202,21 +202,7 @@ def _assert_livepatch_ko(built: Built, module: str, expected: cross.Relocations)
     ko = cross.read_livepatch_ko(built, module, expected, reloc_name)
     names = [section.name for section in ko.sections]
     assert {".plt", ".init.plt"} <= set(names), names
-    sites: dict[str, set[int]] = {}
-    for section in ko.sections_named(".klp.rela."):
-        assert section.info_section is not None
-        sites.setdefault(section.info_section.name, set()).update(rela.offset for rela in section.relocs)
-    for section in ko.rela_sections():
-        if section.name.startswith(".klp.rela.") or section.info_section is None:
-            continue
-        nones = set()
-        for rela in section.relocs:
-            name = rela.symbol.name if rela.symbol is not None else ""
-            assert not name.startswith(".klp.sym."), f"{section.name}+{rela.offset:#x}: {name}"
-            if rela.type == RA64.NONE:
-                assert rela.symbol is None and rela.addend == 0, f"{section.name}+{rela.offset:#x}"
-                nones.add(rela.offset)
-        assert nones <= sites.get(section.info_section.name, set()), f"{section.name}: {sorted(nones)}"
+    cross.assert_originals_retyped(ko, RA64.NONE)
     return ko
 
 
@@ -239,16 +225,7 @@ def _assert_seed_ko(built: Built, module: str, prefix: str) -> None:
     """The seed's relocations, and per site the position its object means: a site in <prefix>_a_*
     (code, or the pointer in data) names position 1, one in <prefix>_b_* position 2."""
     ko = _assert_livepatch_ko(built, module, _seed_relocations())
-    for section in ko.sections_named(".klp.rela."):
-        owners = [s for s in ko.symbols if s.section is section.info_section and s.size
-                  and s.name.startswith(f"{prefix}_")]
-        for rela in section.relocs:
-            owner = [s.name for s in owners if s.value <= rela.offset < s.value + s.size]
-            assert len(owner) == 1, f"{section.name}+{rela.offset:#x}: in {owner}"
-            who = owner[0].removeprefix(f"{prefix}_")[0]
-            assert rela.symbol is not None
-            assert rela.symbol.name == f".klp.sym.vmlinux.{SEED_NAME},{cross.SEED_POSITIONS[who]}", (
-                f"{section.name}+{rela.offset:#x} in {owner[0]}: {rela.symbol.name}")
+    cross.assert_seed_positions(ko, prefix, SEED_NAME)
 
 
 def test_seed_ko_has_per_object_klp_relocations(run: Run) -> None:
