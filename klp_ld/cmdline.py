@@ -114,7 +114,7 @@ _AARCH64_LONG_TABLE = """
 no-pipeline-knowledge no-enum-size-warning pic-veneer stub-group-size: no-wchar-size-warning
 fix-cortex-a53-835769 fix-cortex-a53-843419:: no-apply-dynamic-relocs
 """
-# The s390 emulations (ld/emultempl/s390.em) add one option.
+# The 64-bit s390 emulation (ld/emultempl/s390.em) adds one option; 2.40's 31-bit elf_s390 does not.
 _S390_LONG_TABLE = """
 s390-pgste
 """
@@ -136,7 +136,7 @@ _AARCH64_EMULATIONS = ("aarch64linux", "aarch64elf", "aarch64linuxb", "aarch64el
                        "aarch64linux32b", "aarch64elf32", "aarch64elf32b")
 _EMULATION_TABLES = {"elf_x86_64": "", "elf32_x86_64": "", "elf_i386": "", "elf_iamcu": "",
                      "elf64lppc": _PPC64_LONG_TABLE, "elf64ppc": _PPC64_LONG_TABLE,
-                     "elf64_s390": _S390_LONG_TABLE, "elf_s390": _S390_LONG_TABLE,
+                     "elf64_s390": _S390_LONG_TABLE, "elf_s390": "",
                      **dict.fromkeys(_AARCH64_EMULATIONS, _AARCH64_LONG_TABLE)}
 # What an emulation adds to the short options (its PARSE_AND_LIST_SHORTOPTS).
 _EMULATION_SHORT = dict.fromkeys(_AARCH64_EMULATIONS, "p")

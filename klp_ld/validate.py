@@ -201,12 +201,7 @@ def _late_problems(obj: ElfObject, conversions: list[Conversion]) -> list[Diagno
         if why is not None:
             found.setdefault((rela_obj, "late-stub", why), []).append(conv)
         if conv.r_type in arch.slot_types:
-            why = (f"the {arch.name} loader writes each symbol's address into a GOT slot of the patch module "
-                   f"once, and when {rela_obj} is unloaded and loaded again while this patch is "
-                   f"loaded, applies .klp.rela.{rela_obj}.* again but leaves the slot as it was "
-                   "(got_initialized): the patch then reads the old, freed address; reach it through a "
-                   "pointer in data instead (R_390_64, which is written at every load), or do not reload "
-                   f"{rela_obj} under this patch")
+            why = arch.slot_why.format(module=rela_obj)
             found.setdefault((rela_obj, "stale-slot", why), []).append(conv)
     out = []
     for (rela_obj, code, why), convs in found.items():

@@ -95,6 +95,8 @@ class Arch:
     #: (s390's GOT: got_initialized): `.klp.rela.<module>` is applied anew when that module loads again,
     #: but such a slot keeps the address of its first load
     slot_types: frozenset[int] = frozenset()
+    #: what that means, as a message says it (`{module}` names the patched module)
+    slot_why: str = ""
     #: why a module-specific relocation of a type, at an offset of its section, may make the loader write
     #: a stub into the patch module's text with a plain store once that text is read-only (arm64: a PLT
     #: entry or an erratum veneer), or None; the type's own site may well be written safely

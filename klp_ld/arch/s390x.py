@@ -140,6 +140,8 @@ RIL_TYPES = frozenset({R390.PC32DBL, R390.PLT32DBL, R390.GOTENT, R390.GOTPLTENT,
 # or a pointer in data.
 KLP_TYPES = frozenset({R390.PLT32DBL, R390.GOTENT, R390.GOTPLTENT, R390.R64, R390.PC64})
 
+# The dynamic types: apply_rela returns -ENOEXEC for them without a message.
+_DYNAMIC = frozenset({R390.COPY, R390.GLOB_DAT, R390.JMP_SLOT, R390.RELATIVE})
 _CAN_BE = ("R_390_PLT32DBL (brasl or brcl to a kernel function), R_390_GOTENT or R_390_GOTPLTENT (lgrl/larl "
            "of the GOT slot holding its address, as -fPIC code reads an extern object) and R_390_64 or "
            "R_390_PC64 (data)")
@@ -169,7 +171,12 @@ def klp_type_problem(r_type: int) -> tuple[str, str] | None:
         return ("reloc-type", f"{name} is an offset within, or from, the module's GOT or PLT, which needs a "
                 f"GOT pointer kernel modules do not set up (-fPIC on s390x uses GOTENT); a livepatch "
                 f"relocation can be {_CAN_BE}")
-    applied = "" if r_type in WIDTHS else " (apply_rela: 'unknown relocation')"
+    if r_type == R390.NONE:
+        applied = " (apply_rela applies it as a no-op)"
+    elif r_type in _DYNAMIC:
+        applied = " (apply_rela refuses the module without a message: it takes no -shared modules)"
+    else:
+        applied = "" if r_type in WIDTHS else " (apply_rela: 'unknown relocation')"
     return ("reloc-type", f"relocation type {name} cannot be a livepatch relocation{applied}: it can be "
             f"{_CAN_BE}")
 
@@ -206,6 +213,13 @@ ARCH = Arch(
                          "counting them in SHT_RELA sections only (module_frob_arch_sections -> check_rela), "
                          "so these find none: apply_rela writes past the module's core"),
     slot_types=GOT_TYPES,
-    # module_frob_arch_sections defines it as SHN_ABS 0 itself
-    linker_defined=("_GLOBAL_OFFSET_TABLE_",),
+    slot_why=("the s390x loader writes each symbol's address into a GOT slot of the patch module once, and "
+              "when {module} is unloaded and loaded again while this patch is loaded, applies "
+              ".klp.rela.{module}.* again but leaves the slot as it was (got_initialized): the patch keeps "
+              "reading the address of the first load; reach it through a pointer in data instead (R_390_64, "
+              "written again at every load), or do not reload {module} under this patch"),
+    # module_frob_arch_sections defines the first as SHN_ABS 0 itself; with CONFIG_EXPOLINE_EXTERN the
+    # expoline thunks a module branches through come from arch/s390/lib/expoline/expoline.o, which
+    # kbuild adds to the final link (KBUILD_LDFLAGS_MODULE): vmlinux's copies are never the ones meant
+    linker_defined=("_GLOBAL_OFFSET_TABLE_", "__s390_indirect_jump_"),
 )

@@ -186,7 +186,7 @@ class _Checker:
                 return self.fail(site, f"addend {site.addend} on {shown}: the instruction reaches "
                                        f"{site.symbol}'s GOT slot{off:+#x}, not the slot that holds its "
                                        "address; addend 2 expected", insn)
-        return SiteCheck(site.offset, True, insn.addr, insn.raw, insn.mnemonic, insn.op_str, "i2", 4, None,
+        return SiteCheck(site.offset, True, insn.addr, insn.raw, insn.mnemonic, insn.op_str, "rel", 4, None,
                          site.r_type, name, site.symbol, site.addend - _I2_AT)
 
     def _data(self, site: RelocSite) -> SiteCheck:

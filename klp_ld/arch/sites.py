@@ -146,7 +146,7 @@ def width_problem(arch: Arch, site: RelocSite, size: int) -> str | None:
         return (f"{arch.reloc_name(site.r_type)} has no known field width here: the kernel's {arch.name} "
                 f"apply_relocate_add only applies {known}{none}")
     if site.offset < 0 or site.offset + width > size:
-        return (f"the {plural(width, 'byte')} field at {site.offset:#x} does not fit in the section "
+        return (f"the {width}-byte field at {site.offset:#x} does not fit in the section "
                 f"(size {size:#x})")
     return None
 
@@ -185,7 +185,7 @@ def check_data_sites(arch: Arch, section: str, size: int, sites: Iterable[SiteIn
             severity = Severity.WARNING
         problems.append(SiteProblem(
             site.offset, site.r_type, name, site.symbol,
-            f"the {plural(width, 'byte')} field at {section}+{site.offset:#x} is not {align}-byte aligned "
+            f"the {width}-byte field at {section}+{site.offset:#x} is not {align}-byte aligned "
             f"(offset mod {align} = {site.offset % align}): {why}", severity, section))
     return problems
 
