@@ -1,5 +1,9 @@
 """s390x (64-bit, big-endian): arch/s390/kernel/module.c (6.1), as a livepatch relocation meets it.
 
+7.2's loader is the same in everything below (the GOT and PLT moved into the MOD_TEXT region, apply_rela
+and check_rela are unchanged, modules are still -fPIC and the module area still 2 GiB); only 6.1's has
+been run here.
+
 What differs from x86_64, and why each rule here exists:
 - Modules are built with -fPIC (arch/s390/Makefile: KBUILD_CFLAGS_MODULE), so gcc calls an external
   function with `brasl %r14,func@PLT` (R_390_PLT32DBL on the 32-bit halfword-scaled immediate of a

@@ -105,7 +105,7 @@ class SiteCheck:
     def log_line(self, section: str = "") -> str:
         """One line for a decision log: site, relocation, and the instruction field it lands on."""
         where = f"{section}+{self.offset:#x}" if section else f"{self.offset:#x}"
-        head = f"{where} {self.type_name} {self.symbol}"
+        head = f"{where} {self.type_name} {self.symbol}".rstrip()  # a NONE site may name no symbol
         if self.skipped:
             return f"{head}: skipped (no field to patch)"
         if self.problem is not None:

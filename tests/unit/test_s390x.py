@@ -367,7 +367,7 @@ def test_undecodable_bytes_are_never_skipped_and_none_is(sites: Obj) -> None:
                                           RelocSite(start + 2, R390.PC24DBL, 2, "ext")])
     error_of(bad, "decode failure: capstone cannot decode the 6-byte instruction (c4 00 00 00 00 00)")
     assert none.ok and none.skipped and none.problem is None
-    assert none.log_line(SECTION) == f"{SECTION}+{start + 2:#x} R_390_NONE : skipped (no field to patch)"
+    assert none.log_line(SECTION) == f"{SECTION}+{start + 2:#x} R_390_NONE: skipped (no field to patch)"
     error_of(past, f"field at {len(sec.data) - 2:#x} does not fit in the section (size {len(sec.data):#x})")
     error_of(unknown, "R_390_PC24DBL has no known field width here")
 

@@ -573,7 +573,7 @@ _line = st.one_of(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_line, max_size=8))
 def test_text_parsers_raise_only_klp_errors(lines: list[str]) -> None:
     text = "\n".join(lines)
@@ -587,7 +587,7 @@ def test_text_parsers_raise_only_klp_errors(lines: list[str]) -> None:
         parse_module_symvers(text.replace(" ", "\t"), "fuzz")
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200), st.sampled_from([b"", b"\x7fELF\x02\x01\x01", b"\xfd7zXZ\x00", b"\x1f\x8b",
                                                  b"\x28\xb5\x2f\xfd"]))
 def test_random_bytes_raise_only_klp_errors(data: bytes, magic: bytes) -> None:
