@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from klp_ld.annotations import harvest
 from klp_ld.arch import for_machine
@@ -460,6 +462,23 @@ def many_sections(cross: Cross) -> Path:
                  "local_hi:\n\t.quad local_hi\n")
     lines.append("\t.text\n\t.globl big_fn\nbig_fn:\n\tbrasl %r14,hi_sym@PLT\n\tbr %r14\n")
     return cross.assemble("many", "".join(lines))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=8),
+       st.booleans())
+def test_damaged_big_endian_objects_raise_only_klp_errors(cross: Cross, changes: list[tuple[int, int]],
+                                                          in_header: bool) -> None:
+    """Bytes changed anywhere in a big-endian object (or in its ELF header): the reader, the annotation
+    harvest and the writer either work or say one KlpLdError, never another exception."""
+    data = bytearray(cross.build("lp_a.c").read_bytes())
+    for at, value in changes:
+        data[at % (64 if in_header else len(data))] = value
+    try:
+        write_elf(read_elf(bytes(data), "lp_a.o"))
+        harvest(read_elf(bytes(data), "lp_a.o"))
+    except KlpLdError:
+        pass
 
 
 def test_extended_numbering_round_trips_byte_for_byte(many_sections: Path) -> None:
