@@ -220,7 +220,7 @@ def _check_special(arch: Arch, target: Section, conv: Conversion,
                    kw: dict[str, Any]) -> list[Diagnostic]:
     name = target.name
     ident = conv.identity
-    if name in arch.own_code_tables or name.startswith(".orc"):  # .orc*: x86_64's unwind tables
+    if name in arch.own_code_tables or name.startswith(arch.own_code_prefixes):
         return [error(f"klp relocation in {name}, a table that may only describe the module's own code",
                       code="special-section", **kw)]
     if name in arch.early_consumed or name.startswith(arch.early_consumed_prefixes):

@@ -58,10 +58,11 @@ from klp_ld.arch.sites import (
     SiteCheck,
     SiteInput,
     SiteProblem,
+    check_each_site,
     import_capstone,
     plural,
 )
-from klp_ld.arch.words import Word, WordChecker, check_word_sites
+from klp_ld.arch.words import Word, WordChecker
 
 
 def _is_branch26(w: int) -> bool:
@@ -284,6 +285,6 @@ def check_text_sites(
 
     :raises CapstoneUnavailable: capstone cannot be imported (only if a site needs decoding).
     """
-    return check_word_sites(ARCH, code, section, sites,
-                            lambda data: _Checker(ARCH, _load_capstone(), data, section),
-                            NONE_TYPES)
+    return check_each_site(ARCH, code, section, sites,
+                           lambda data: _Checker(ARCH, _load_capstone(), data, section),
+                           NONE_TYPES)

@@ -2,7 +2,7 @@
 
 The `.klp.rela`/`.klp.sym` format, names and sympos rules are the same on every architecture;
 what differs is in `arch/*/kernel/module*.c`: which relocation types `apply_relocate_add` applies
-(and whether NONE is one of them), the field each writes and how (a whole little-endian field on
+(and whether NONE is one of them), the field each writes and how (a whole field in the object's byte order on
 x86_64; masked bits of an instruction word on ppc64le and arm64), whether it refuses a site that is
 not zero, how it writes once the module is formed (and what else it may write then, such as arm64's
 PLT entries), which sections and code it consumes before livepatch relocations exist, and what a site
@@ -47,7 +47,7 @@ class Arch:
     #: 4-byte word, its TOC16/REL16 types 16 bits of a 2-byte halfword). Which bits of that unit are the
     #: field, and whether the unit is an instruction at all, is the text checker's business.
     widths: Mapping[int, int]
-    #: of those, the types that write a whole little-endian data field (DWARF, pointers), with whether
+    #: of those, the types that write a whole data field (DWARF, pointers), with whether
     #: the value is relative to the site
     data_fields: Mapping[int, bool]
     #: whether `apply_relocate_add` refuses a site whose bytes are not zero
@@ -72,6 +72,11 @@ class Arch:
     data_sections: tuple[str, ...] = ()
     #: name prefixes of further sections consumed like `early_consumed` (numbered names)
     early_consumed_prefixes: tuple[str, ...] = ()
+    #: name prefixes of further tables like `own_code_tables`
+    own_code_prefixes: tuple[str, ...] = ()
+    #: the byte order of the architecture's objects ("big" on s390x); an object saying otherwise in
+    #: its ELF header is not one this loader takes
+    byteorder: str = "little"
     #: whether `.init*` sections are init memory, freed when the module's init returns
     #: (kernel/module/main.c: module_init_section, which an architecture may override)
     init_freed: bool = True

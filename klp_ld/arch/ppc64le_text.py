@@ -33,10 +33,11 @@ from klp_ld.arch.sites import (
     RelocSite,
     SiteCheck,
     SiteInput,
+    check_each_site,
     import_capstone,
     plural,
 )
-from klp_ld.arch.words import WordChecker, check_word_sites
+from klp_ld.arch.words import WordChecker
 
 NOP = 0x60000000          # ori r0,r0,0
 LD_R2_24_R1 = 0xE8410018  # what restore_r2 writes after a bl (PPC_INST_LD_TOC)
@@ -182,5 +183,5 @@ def check_text_sites(
 
     :raises CapstoneUnavailable: capstone cannot be imported (only if a site needs decoding).
     """
-    return check_word_sites(ARCH, code, section, sites,
-                            lambda data: _Checker(ARCH, _load_capstone(), data, section))
+    return check_each_site(ARCH, code, section, sites,
+                           lambda data: _Checker(ARCH, _load_capstone(), data, section))

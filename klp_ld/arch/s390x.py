@@ -1,8 +1,8 @@
 """s390x (64-bit, big-endian): arch/s390/kernel/module.c (6.1), as a livepatch relocation meets it.
 
-7.2's loader is the same in everything below (the GOT and PLT moved into the MOD_TEXT region, apply_rela
-and check_rela are unchanged, modules are still -fPIC and the module area still 2 GiB); only 6.1's has
-been run here.
+7.2's check_rela and apply_rela are the same (the GOT and PLT moved into the MOD_TEXT region), modules
+are still -fPIC and the module area still 2 GiB; what differs is where that area is (below), and that
+module_finalize also rewrites the module's `__stack_protector_loc` sites. Only 6.1's has been run here.
 
 What differs from x86_64, and why each rule here exists:
 - Modules are built with -fPIC (arch/s390/Makefile: KBUILD_CFLAGS_MODULE), so gcc calls an external
@@ -24,10 +24,13 @@ What differs from x86_64, and why each rule here exists:
   the bits around them), and checks the value's range and, for the DBL types, that it is even.
 - Late writes (module-specific sections, after the module is formed) go through s390_kernel_write,
   for the GOT slots and PLT entries too: no plain store into read-only memory.
-- The kernel image lies in the identity mapping, far below the vmalloc area that holds modules
-  (MODULES_VADDR is just below the lowcore alias, arch/s390/boot/startup.c), so no 32-bit field,
-  absolute or PC-relative, can be trusted to reach a kernel symbol from a module; the GOT (a 64-bit
-  slot) and the PLT (a 64-bit address in the entry) are how -fPIC code reaches one.
+- In 6.1 the kernel image lies in the identity mapping, far below the vmalloc area that holds modules
+  (MODULES_VADDR is just below the lowcore alias, arch/s390/boot/startup.c: 4 TiB up in the bench's
+  guest). 7.2 puts the module area just below the kernel image (MODULES_END = kernel_start), so there a
+  32-bit PC-relative field would reach vmlinux. klp-ld refuses the 32-bit fields for every kernel: a
+  module must load on the kernel it was built for whatever its version, gcc's -fPIC code never reaches
+  an extern symbol with one, and the GOT (a 64-bit slot) and the PLT (a 64-bit address in the entry)
+  reach any kernel address on both.
 - module_finalize applies `.altinstructions` (copying `.altinstr_replacement` code over the original)
   and, with expolines, reverts the thunks listed in `.s390_indirect*`/`.s390_return*`; jump_label_add_module
   reads `__jump_table` keys (R_390_PC64): all before a module-specific klp relocation is written.
@@ -160,16 +163,25 @@ def klp_type_problem(r_type: int) -> tuple[str, str] | None:
     name = spell(r_type)
     if r_type in KLP_TYPES:
         return None
-    if r_type in (R390.R32, R390.PC32, R390.PC32DBL):
-        return ("reloc-32", f"{name} reaches a kernel symbol only when module memory and the symbol "
-                "happen to lie within 4 GiB of each other: vmlinux sits in the identity mapping and modules "
-                "at the top of the vmalloc area, so on another machine apply_rela's range check refuses the "
-                "module ('relocation error for symbol'); reach it through the GOT (lgrl of sym@GOTENT, what "
-                "-fPIC code does for an extern object), a call through the PLT (R_390_PLT32DBL) or a 64-bit "
-                "field")
+    instead = ("reach it through the GOT (lgrl of sym@GOTENT, what -fPIC code does for an extern object), "
+               "a call through the PLT (R_390_PLT32DBL) or a 64-bit field")
+    if r_type == R390.R32:
+        return ("reloc-32", f"{name} holds a kernel address only when the symbol lies below 4 GiB: 6.1's "
+                "kernel image does unless KASLR or a large machine puts it higher, 7.2's never does (it runs "
+                "at the top of the address space), and apply_rela refuses the module then ('relocation error "
+                f"for symbol'); {instead}")
+    if r_type in (R390.PC32, R390.PC32DBL):
+        return ("reloc-32", f"{name} reaches a kernel symbol only within 4 GiB of the site: on 6.1 vmlinux "
+                "sits in the identity mapping and modules at the top of the vmalloc area (4 TiB apart on the "
+                "bench's guest), and apply_rela's range check refuses the module ('relocation error for "
+                f"symbol'); {instead}")
     if r_type in (R390.R8, R390.R12, R390.R16, R390.R20, R390.PC16, R390.PC16DBL, R390.PLT16DBL):
         return ("reloc-16", f"{name} is too narrow for a kernel address (a PLT16DBL branch reaches the "
                 "module's own PLT only within 64 KiB); use a call through R_390_PLT32DBL or a 64-bit field")
+    if r_type in (R390.PLT32, R390.PLT64):
+        return ("reloc-type", f"{name} stores the distance from the site to the symbol's PLT entry (always "
+                "the entry, never the symbol): not the symbol's address, and gcc calls with PLT32DBL; a "
+                f"livepatch relocation can be {_CAN_BE}")
     if r_type in GOT_TYPES or r_type in PLT_TYPES or r_type in (R390.GOTOFF16, R390.GOTOFF32, R390.GOTOFF64,
                                                                  R390.GOTPC, R390.GOTPCDBL):
         return ("reloc-type", f"{name} is an offset within, or from, the module's GOT or PLT, which needs a "
@@ -198,15 +210,18 @@ ARCH = Arch(
     # module_finalize: apply_alternatives copies .altinstr_replacement code over the original;
     # jump_label_add_module reads __jump_table keys (R_390_PC64).
     early_consumed=(".altinstructions", ".altinstr_replacement", "__jump_table"),
-    # nospec_revert reads these (expolines) at module_finalize: offsets of the module's own branches
-    early_consumed_prefixes=(".s390_indirect", ".s390_return"),
     # entries hold offsets or addresses of the module's own code: sort_extable, the bug table,
-    # ftrace's call sites (and the hotpatch trampolines module_finalize allocates for them)
-    own_code_tables=("__ex_table", "__bug_table", "__mcount_loc", "__patchable_function_entries"),
+    # ftrace's call sites (and the hotpatch trampolines module_finalize allocates for them), and 7.2's
+    # stack protector sites (module_finalize: stack_protector_apply)
+    own_code_tables=("__ex_table", "__bug_table", "__mcount_loc", "__patchable_function_entries",
+                     "__stack_protector_loc"),
+    # nospec_revert reads these (expolines) at module_finalize: offsets of the module's own branches
+    own_code_prefixes=(".s390_indirect", ".s390_return"),
     aligned_tables=frozenset({"__jump_table", "__ex_table", "__bug_table", "__mcount_loc"}),
     # struct alt_instr is packed (11 bytes): its s32 offsets sit at any byte
     table_align={".altinstructions": 1},
     text_module="klp_ld.arch.s390x_text",
+    byteorder="big",
     # apply_rela writes GOT slots, PLT entries and sites late through s390_kernel_write
     plain_store_types=frozenset(),
     # no type is refused when a patched module loads again (nothing checks a site's old bytes), but
@@ -215,7 +230,8 @@ ARCH = Arch(
     counted_in_rela=GOT_TYPES | PLT_TYPES,
     counted_in_rela_why=("the loader makes room for the GOT slots and PLT entries of {types} entries by "
                          "counting them in SHT_RELA sections only (module_frob_arch_sections -> check_rela), "
-                         "so these find none: apply_rela writes past the module's core"),
+                         "so these find none: their slot offset stays -1 and apply_rela writes the slot or "
+                         "entry one byte before the module's memory"),
     slot_types=GOT_TYPES,
     slot_why=("the s390x loader writes each symbol's address into a GOT slot of the patch module once, and "
               "when {module} is unloaded and loaded again while this patch is loaded, applies "

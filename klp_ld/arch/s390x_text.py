@@ -25,21 +25,20 @@ a site needs decoding.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from klp_ld.arch.s390x import ARCH, DATA_FIELDS, R390, RIL_TYPES, WIDTHS, spell
 from klp_ld.arch.sites import (
+    Checker,
     FuncRange,
     RelocSite,
-    Severity,
     SiteCheck,
     SiteInput,
-    SiteProblem,
-    as_site,
+    check_each_site,
     describe,
     import_capstone,
-    precheck,
 )
 
 # Instruction length by the top two bits of the first byte (Principles of Operation, 5-7).
@@ -49,8 +48,10 @@ _LENGTHS = (2, 4, 4, 6)
 _RELATIVE_RIL = frozenset({(0xC0, 0x0), (0xC0, 0x4), (0xC0, 0x5), (0xCC, 0x6),
                            *((0xC4, n) for n in range(16)), *((0xC6, n) for n in range(16))})
 _LARL, _BRCL, _BRASL, _LGRL = (0xC0, 0x0), (0xC0, 0x4), (0xC0, 0x5), (0xC4, 0x8)
-# The site of a DBL field, from the instruction's address; and the addend that names the symbol.
+# Where a RIL instruction's I2 field starts; the DBL types' addend names the symbol itself when it
+# makes up for that distance (the CPU counts from the instruction, the loader from the field).
 _I2_AT = 2
+_SYMBOL_ADDEND = _I2_AT
 
 
 class Insn(NamedTuple):
@@ -76,26 +77,28 @@ def _load_capstone() -> Any:
     return capstone.Cs(capstone.CS_ARCH_SYSZ, capstone.CS_MODE_BIG_ENDIAN)
 
 
-class _Checker:
+class _Checker(Checker):
     """The checks of one section; steps through each function at most once."""
 
     def __init__(self, cs: Any, code: bytes, section: str, funcs: Iterable[FuncRange]) -> None:
-        self.cs = cs
-        self.code = code
-        self.section = section
-        ranges = sorted((start, start + size) for start, size in funcs if size > 0)
-        self.starts = [start for start, _ in ranges]
-        self.ends = sorted(end for _, end in ranges)
-        self.ranges = ranges
+        super().__init__(ARCH, cs, code, section)
+        self.ranges = sorted((start, start + size) for start, size in funcs if size > 0)
+        self.starts = [start for start, _ in self.ranges]
+        # the largest end among the functions up to each one: the first function that still covers an
+        # offset is the first whose running end passes it
+        self.reach = list(accumulate((end for _, end in self.ranges), max))
+        self.ends = sorted(end for _, end in self.ranges)
         self.steps: dict[int, list[int]] = {}
 
     def origin(self, off: int) -> int:
-        """Where stepping to `off` starts: its function's start, else the end of the function before it."""
-        i = bisect.bisect_right(self.starts, off) - 1
-        if i >= 0 and self.ranges[i][1] > off:
-            return self.ranges[i][0]
-        j = bisect.bisect_right(self.ends, off) - 1
-        return self.ends[j] if j >= 0 else 0
+        """Where stepping to `off` starts: the first start among the functions covering it (so that an
+        overlapping symbol cannot start it mid-instruction), else the end of the last function before it."""
+        last = bisect.bisect_right(self.starts, off) - 1
+        first = bisect.bisect_right(self.reach, off)
+        if first <= last:
+            return self.ranges[first][0]
+        before = bisect.bisect_right(self.ends, off) - 1
+        return self.ends[before] if before >= 0 else 0
 
     def holding(self, off: int) -> tuple[int, int] | None:
         """(address, length) of the instruction whose bytes hold `off`; None past the code."""
@@ -112,29 +115,28 @@ class _Checker:
         return (at, length) if at + length <= len(self.code) else None
 
     def decode(self, at: int, length: int) -> Insn | None:
+        """The instruction of `length` bytes at `at`, or None when capstone reads those bytes otherwise."""
         raw = self.code[at:at + length]
         got = next(self.cs.disasm_lite(raw, at, 1), None)
         if got is None or got[1] != length:
             return None
         return Insn(at, raw, got[2], got[3])
 
-    def fail(self, site: RelocSite, message: str, insn: Insn | None = None,
-             severity: Severity = Severity.ERROR) -> SiteCheck:
-        name = spell(site.r_type)
-        problem = SiteProblem(site.offset, site.r_type, name, site.symbol, message, severity, self.section)
-        ok = severity is Severity.WARNING
-        if insn is None:
-            return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type, name,
-                             site.symbol)
-        return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
-                         site.r_type, name, site.symbol)
+    def covering(self, start: int, end: int) -> Sequence[Insn]:
+        held = self.holding(start)
+        insn = self.decode(*held) if held is not None else None
+        return [insn] if insn is not None else []
 
     def check(self, site: RelocSite) -> SiteCheck:
         if site.r_type in DATA_FIELDS:
-            return self._data(site)
+            return self.data_in_code(site, WIDTHS[site.r_type])
+        start = self.origin(site.offset)
+        if start % 2:
+            return self.fail(site, f"stepping to the site would start at {self.section}+{start:#x}, an odd "
+                                   "address (a function symbol there?): s390 instructions are halfword "
+                                   "aligned, so the instruction holding the site cannot be found")
         held = self.holding(site.offset)
         if held is None:
-            start = self.origin(site.offset)
             return self.fail(site, f"no instruction holds {self.section}+{site.offset:#x}: stepping from "
                                    f"{self.section}+{start:#x} runs past the end of the code")
         insn = self.decode(*held)
@@ -171,8 +173,8 @@ class _Checker:
                 return self.fail(site, f"{name} on {shown}, which is not a call or jump (brasl, or brcl "
                                        "with a nonzero mask): the loader may point it at the symbol's PLT "
                                        "entry", insn)
-            if site.addend != _I2_AT:
-                off = site.addend - _I2_AT
+            if site.addend != _SYMBOL_ADDEND:
+                off = site.addend - _SYMBOL_ADDEND
                 return self.fail(site, f"addend {site.addend} on {shown}: out of brasl range the loader "
                                        f"sends the branch to {site.symbol}'s PLT entry{off:+#x}, and only "
                                        "the entry itself jumps to the symbol; addend 2 expected", insn)
@@ -181,31 +183,13 @@ class _Checker:
                 return self.fail(site, f"{name} on {shown}: the field then addresses {site.symbol}'s GOT "
                                        "slot, a 64-bit address that only lgrl loads (or larl addresses)",
                                  insn)
-            if site.addend != _I2_AT:
-                off = site.addend - _I2_AT
+            if site.addend != _SYMBOL_ADDEND:
+                off = site.addend - _SYMBOL_ADDEND
                 return self.fail(site, f"addend {site.addend} on {shown}: the instruction reaches "
                                        f"{site.symbol}'s GOT slot{off:+#x}, not the slot that holds its "
                                        "address; addend 2 expected", insn)
         return SiteCheck(site.offset, True, insn.addr, insn.raw, insn.mnemonic, insn.op_str, "rel", 4, None,
-                         site.r_type, name, site.symbol, site.addend - _I2_AT)
-
-    def _data(self, site: RelocSite) -> SiteCheck:
-        """A whole data value written into an executable section: over instructions it is an error,
-        in a zero gap between functions (a literal pool, say) only worth a warning."""
-        off = site.offset
-        width = WIDTHS[site.r_type]
-        name = spell(site.r_type)
-        if any(self.code[off:off + width]):
-            held = self.holding(off)
-            insn = self.decode(*held) if held is not None else None
-            what = insn.shown(self.section) if insn is not None else "bytes capstone cannot decode"
-            return self.fail(site, f"{name} stores a whole {width}-byte value at {self.section}+{off:#x}, "
-                                   f"over {what}: in code only a data word between functions (zero in the "
-                                   "object) can take it", insn)
-        aligned = "" if off % width == 0 else f", not {width}-byte aligned"
-        return self.fail(site, f"{name} writes {width} bytes of data inside code ({self.section}+{off:#x}"
-                               f"{aligned}): there is no instruction to check them against",
-                         severity=Severity.WARNING)
+                         site.r_type, name, site.symbol, site.addend - _SYMBOL_ADDEND)
 
 
 def check_text_sites(
@@ -222,13 +206,5 @@ def check_text_sites(
 
     :raises CapstoneUnavailable: capstone cannot be imported (only if a site needs decoding).
     """
-    data = code if isinstance(code, bytes) else bytes(code)
-    items = [as_site(s) for s in sites]
-    none = (R390.NONE,)
-    results: list[SiteCheck | None] = [precheck(ARCH, site, section, len(data), none) for site in items]
-    pending = [idx for idx, early in enumerate(results) if early is None]
-    if pending:
-        checker = _Checker(_load_capstone(), data, section, funcs)
-        for idx in pending:
-            results[idx] = checker.check(items[idx])
-    return [r for r in results if r is not None]
+    return check_each_site(ARCH, code, section, sites,
+                           lambda data: _Checker(_load_capstone(), data, section, funcs), (R390.NONE,))

@@ -8,10 +8,10 @@ where the kernel's tables need it. Everything here is a pure function of the byt
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Protocol, Union
 
 from klp_ld.arch.model import Arch
 
@@ -215,3 +215,83 @@ def import_capstone(arch: str) -> Any:  # capstone has no type stubs
             "install it with: pip install 'capstone>=5,<6'"
         ) from exc
     return capstone
+
+
+class Decoded(Protocol):
+    """An instruction as a checker decoded it: where it is, its bytes, and capstone's text."""
+
+    @property
+    def addr(self) -> int: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def mnemonic(self) -> str: ...
+    @property
+    def op_str(self) -> str: ...
+
+
+def shown(section: str, insn: Decoded) -> str:
+    return describe(section, insn.addr, insn.raw, insn.mnemonic, insn.op_str)
+
+
+class Checker:
+    """What every architecture's checker of one section shares: its failures, and data written into
+    code. `check` (each relocation type's rules) and `covering` (the instructions a range of bytes
+    overlaps) are the architecture's."""
+
+    def __init__(self, arch: Arch, cs: Any, code: bytes, section: str) -> None:
+        self.arch = arch
+        self.cs = cs
+        self.code = code
+        self.section = section
+
+    def check(self, site: RelocSite) -> SiteCheck:
+        raise NotImplementedError
+
+    def covering(self, start: int, end: int) -> Sequence[Decoded]:
+        raise NotImplementedError
+
+    def fail(self, site: RelocSite, message: str, insn: Decoded | None = None,
+             severity: Severity = Severity.ERROR) -> SiteCheck:
+        name = self.arch.reloc_name(site.r_type)
+        problem = SiteProblem(site.offset, site.r_type, name, site.symbol, message, severity, self.section)
+        ok = severity is Severity.WARNING
+        if insn is None:
+            return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type, name,
+                             site.symbol)
+        return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
+                         site.r_type, name, site.symbol)
+
+    def data_in_code(self, site: RelocSite, width: int) -> SiteCheck:
+        """A whole data value written into an executable section: over instructions it is an error,
+        in a zero gap between functions (a literal pool, say) only worth a warning."""
+        off = site.offset
+        name = self.arch.reloc_name(site.r_type)
+        if any(self.code[off:off + width]):
+            over = self.covering(off, off + width)
+            what = ("the instruction(s) " + ", ".join(shown(self.section, insn) for insn in over) if over
+                    else "bytes capstone cannot decode")
+            return self.fail(site, f"{name} stores a whole {width}-byte value at "
+                                   f"{self.section}+{off:#x}, over {what}: in code "
+                                   "only a data word between functions (zero in the object) can take it",
+                             over[0] if over else None)
+        aligned = "" if off % width == 0 else f", not {width}-byte aligned"
+        return self.fail(site, f"{name} writes {width} bytes of data inside code "
+                               f"({self.section}+{off:#x}{aligned}): there is no instruction to check them "
+                               "against", severity=Severity.WARNING)
+
+
+def check_each_site(arch: Arch, code: bytes | bytearray | memoryview, section: str,
+                    sites: Iterable[SiteInput], checker: Callable[[bytes], Checker],
+                    skipped: Collection[int] = ()) -> list[SiteCheck]:
+    """One `SiteCheck` per site, in input order; capstone is loaded (by `checker`) only when a site
+    needs decoding. Every failure, "could not decode" included, is reported, never skipped."""
+    data = code if isinstance(code, bytes) else bytes(code)
+    items = [as_site(s) for s in sites]
+    results: list[SiteCheck | None] = [precheck(arch, site, section, len(data), skipped) for site in items]
+    pending = [idx for idx, early in enumerate(results) if early is None]
+    if pending:
+        check = checker(data).check
+        for idx in pending:
+            results[idx] = check(items[idx])
+    return [r for r in results if r is not None]

@@ -101,6 +101,8 @@ ARCH = Arch(
     own_code_tables=("__ex_table", "__bug_table", "__mcount_loc", ".orc_unwind", ".orc_unwind_ip",
                      ".orc_header", ".smp_locks", ".return_sites", ".call_sites", ".retpoline_sites",
                      ".ibt_endbr_seal", ".cfi_sites", "__patchable_function_entries", ".kcfi_traps"),
+    # the unwind tables (.orc_unwind, .orc_unwind_ip, .orc_header and any later .orc*)
+    own_code_prefixes=(".orc",),
     # read by the loader, objtool or ftrace as arrays of naturally aligned fields
     aligned_tables=frozenset({"__jump_table", "__ex_table", ".altinstructions", "__bug_table",
                               ".static_call_sites", ".smp_locks", ".return_sites", ".call_sites",

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from klp_ld.diag import fail
 from klp_ld.elf.consts import ELFCLASS64, ELFMAG, SHN_XINDEX, SHT_NOBITS, SHT_NULL
-from klp_ld.elf.layout import EHDR_SIZE, EI_DATA, LSB, SHDR_SIZE, Layout, layout_of
+from klp_ld.elf.layout import EHDR_SIZE, EI_DATA, SHDR_SIZE, Layout, layout_of
 
 
 class FileHeader(NamedTuple):
@@ -40,7 +40,10 @@ class FileHeader(NamedTuple):
     @property
     def layout(self) -> Layout:
         """The records of this file's byte order (`read_file_header` accepts no other)."""
-        return layout_of(self.e_ident[EI_DATA]) or LSB
+        layout = layout_of(self.e_ident[EI_DATA])
+        if layout is None:
+            raise ValueError(f"EI_DATA {self.e_ident[EI_DATA]}, which read_file_header refuses")
+        return layout
 
 
 # Elf64_Shdr as Layout.shdr unpacks it: sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,

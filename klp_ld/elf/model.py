@@ -23,7 +23,7 @@ from klp_ld.elf.consts import (
     STT_FUNC,
     STT_SECTION,
 )
-from klp_ld.elf.layout import EI_DATA, LSB, Layout, layout_of
+from klp_ld.elf.layout import EI_DATA, Layout, layout_of
 
 
 @dataclass(eq=False, slots=True)
@@ -140,7 +140,11 @@ class ElfObject:
     @property
     def layout(self) -> Layout:
         """The records of the object's byte order, which the writer keeps (e_ident echoes it)."""
-        return layout_of(self.e_ident_tail[EI_DATA - 4]) or LSB
+        ei_data = self.e_ident_tail[EI_DATA - 4]
+        layout = layout_of(ei_data)
+        if layout is None:
+            raise ValueError(f"{self.path}: EI_DATA {ei_data}, which the reader refuses")
+        return layout
 
     def section(self, name: str) -> Section | None:
         """First section with this name; names may repeat (e.g. many `.text` in one object)."""

@@ -63,6 +63,9 @@ def read_elf(data: bytes, name: str) -> ElfObject:
     problem = arch.header_problem(ehdr.e_flags)
     if problem is not None:
         raise fail(problem, obj=name)
+    if ehdr.layout.byteorder != arch.byteorder:
+        raise fail(f"{ehdr.layout.byteorder}-endian {arch.name} object: {arch.name} objects are "
+                   f"{arch.byteorder}-endian", obj=name)
     if ehdr.e_type != ET_REL:
         raise fail(f"not a relocatable object (e_type {ehdr.e_type})", obj=name)
     try:

@@ -10,8 +10,8 @@ import os
 import re
 
 from klp_ld.diag import fail
-from klp_ld.elf.consts import ELFDATA2MSB, ELFMAG, ET_DYN, ET_EXEC, ET_REL
-from klp_ld.elf.layout import EI_DATA, EI_NIDENT
+from klp_ld.elf.consts import ELFMAG, ET_DYN, ET_EXEC, ET_REL
+from klp_ld.elf.layout import EI_DATA, EI_NIDENT, LSB, layout_of
 from klp_ld.ksyms.decompress import decompress
 from klp_ld.ksyms.tables import SourceKind
 from klp_ld.ksyms.text import DEBIAN_PLACEHOLDER, SYMBOLS_LIST_MAGIC
@@ -28,8 +28,8 @@ def detect_format(data: bytes, path: str) -> SourceKind:
     if data[:len(ELFMAG)] == ELFMAG:
         if len(data) < EI_NIDENT + 2:
             raise fail("file is truncated inside the ELF header", obj=path)
-        e_type = int.from_bytes(data[EI_NIDENT:EI_NIDENT + 2],
-                                "big" if data[EI_DATA] == ELFDATA2MSB else "little")
+        order = layout_of(data[EI_DATA]) or LSB  # a bad byte order is the reader's to report
+        e_type = int.from_bytes(data[EI_NIDENT:EI_NIDENT + 2], order.byteorder)
         if e_type == ET_REL:
             return SourceKind.MODULE
         if e_type in (ET_EXEC, ET_DYN):

@@ -49,13 +49,14 @@ from klp_ld.elf.consts import (
 from klp_ld.elf.headers import read_file_header
 from klp_ld.elf.layout import LSB, MSB
 from klp_ld.elf.model import ElfObject, Symbol
+from klp_ld.elf.model import Section as Section_
 from klp_ld.elf.read import _relocatable_size, read_elf, read_elf_file
 from klp_ld.elf.write import write_elf
 from klp_ld.ksyms.index import SymbolIndex
 from klp_ld.ksyms.load import load_source
 from klp_ld.ksyms.symtab import parse_vmlinux
 from klp_ld.names import VMLINUX, Identity
-from klp_ld.validate import check_sites, check_tables, read_before_klp_enable, reload_caveat
+from klp_ld.validate import check_module, check_sites, check_tables, read_before_klp_enable, reload_caveat
 
 from .conftest import _need, run_klp_ld
 from .cross import Cross, Obj, Section
@@ -188,7 +189,7 @@ def test_names_are_readelfs(cross: Cross, sites: Obj, tmp_path: Path) -> None:
     (GOTPLTENT, None, None),
     (R64, None, None),
     (R390.PC64, None, None),
-    (R390.R32, "reloc-32", "R_390_32 reaches a kernel symbol only when module memory and the symbol"),
+    (R390.R32, "reloc-32", "R_390_32 holds a kernel address only when the symbol lies below 4 GiB"),
     (R390.PC32, "reloc-32", "apply_rela's range check refuses the module ('relocation error for symbol')"),
     (PC32DBL, "reloc-32", "reach it through the GOT (lgrl of sym@GOTENT"),
     (R390.R16, "reloc-16", "R_390_16 is too narrow for a kernel address"),
@@ -200,8 +201,8 @@ def test_names_are_readelfs(cross: Cross, sites: Obj, tmp_path: Path) -> None:
     (R390.PLT16DBL, "reloc-16", "a PLT16DBL branch reaches the module's own PLT only within 64 KiB"),
     (R390.GOT12, "reloc-type", "R_390_GOT12 is an offset within, or from, the module's GOT or PLT"),
     (R390.GOT64, "reloc-type", "a GOT pointer kernel modules do not set up"),
-    (R390.PLT32, "reloc-type", "R_390_PLT32 is an offset within, or from, the module's GOT or PLT"),
-    (R390.PLT64, "reloc-type", "(-fPIC on s390x uses GOTENT)"),
+    (R390.PLT32, "reloc-type", "R_390_PLT32 stores the distance from the site to the symbol's PLT entry"),
+    (R390.PLT64, "reloc-type", "(always the entry, never the symbol)"),
     (R390.PLTOFF64, "reloc-type", "R_390_PLTOFF64 is an offset"),
     (R390.GOTOFF64, "reloc-type", "R_390_GOTOFF64 is an offset"),
     (R390.GOTPCDBL, "reloc-type", "R_390_GOTPCDBL is an offset"),
@@ -326,8 +327,9 @@ def test_code_no_function_covers_is_stepped_from_the_end_of_the_one_before(sites
                     "no 32-bit relative operand"]),
     ("undecodable", 0, ["decode failure: capstone cannot decode the 6-byte instruction (c4 00 00 00 00 00) "
                         "at .text.sites+0x98 that holds the site; the site cannot be verified"]),
-    ("abs64_over_code", 0, ["R_390_64 stores a whole 8-byte value at .text.sites+0xa0, over 'lgr %r1, %r2' "
-                            "(b9 04 00 12) at .text.sites+0xa0", "only a data word between functions"]),
+    ("abs64_over_code", 0, ["R_390_64 stores a whole 8-byte value at .text.sites+0xa0, over the "
+                            "instruction(s) 'lgr %r1, %r2' (b9 04 00 12) at .text.sites+0xa0",
+                            "only a data word between functions"]),
 ])
 def test_bad_sites_are_errors(sites: Obj, case: str, index: int, fragments: list[str]) -> None:
     error_of(case_check(sites, case)[index], *fragments)
@@ -868,8 +870,8 @@ def test_a_32_bit_pc_relative_klp_relocation_fails_the_final_link(tmp_path: Path
     assert not (tmp_path / "m.ko").exists()
     assert _codes(_report(report)) == [("error", "reloc-32"), ("error", "reloc-32")]
     errors = [line for line in stderr.splitlines() if line.startswith("klp-ld: error: ")]
-    assert len(errors) == 2 and all(": R_390_PC32DBL reaches a kernel symbol only when module memory" in e
-                                    for e in errors)
+    wanted = ": R_390_PC32DBL reaches a kernel symbol only within 4 GiB of the site"
+    assert len(errors) == 2 and all(wanted in e for e in errors)
     assert errors[0].startswith("klp-ld: error: m.ko: lp_bad_addr+0x8: .klp.sym.vmlinux.saved_count,1: ")
     # the source line is read from the big-endian DWARF, as addr2line reads it
     addr2line = _need(CROSS + "addr2line", NEEDED)
@@ -893,7 +895,7 @@ def test_a_klp_section_retyped_after_the_link_loses_its_got_slots(module_ko: Pat
     done = run_klp_ld(["check", "retyped.ko"], tmp_path)
     assert done.returncode == 1
     assert "(module_frob_arch_sections -> check_rela)" in done.stderr, done.stderr
-    assert "apply_rela writes past the module's core" in done.stderr
+    assert "apply_rela writes the slot or entry one byte before the module's memory" in done.stderr
 
 
 def test_expoline_thunks_are_the_final_links_own(tmp_path: Path, cross: Cross,
@@ -970,3 +972,56 @@ def test_without_m_an_s390_option_names_the_m_to_add(tmp_path: Path, cross: Cros
     assert status == 1
     assert "add -m elf64_s390 (kbuild passes it)" in stderr and len(stderr.splitlines()) == 1, stderr
     assert not (tmp_path / "m.ko").exists()
+
+
+# lgrl %r1,0; llilf %r2,0xc0e50000 (whose immediate looks like a brasl); a zero halfword; br %r14; nopr
+STEPPING_CODE = bytes.fromhex("c41800000000" "c02fc0e50000" "0000" "07fe" "0707")
+
+
+def test_an_overlapping_function_symbol_cannot_shift_the_stepping() -> None:
+    """A FUNC symbol inside another one that ends mid-instruction ([2, 8) inside [0, 0x14)) must not
+    make stepping start there: from 8 the bytes c0 e5 ... would read as a brasl holding the site."""
+    site = RelocSite(10, PLT32DBL, 2, "foo")
+    for funcs in ([(0, len(STEPPING_CODE))], [(0, len(STEPPING_CODE)), (2, 6)],
+                  [(2, 6), (0, len(STEPPING_CODE))]):
+        (check,) = check_text_sites(STEPPING_CODE, SECTION, funcs, [site])
+        error_of(check, "site is 4 byte(s) into 'llilf %r2, 0xc0e50000'")
+
+
+def test_stepping_from_an_odd_function_start_is_an_error() -> None:
+    """s390 instructions are halfword aligned: a FUNC symbol at an odd offset cannot start an instruction,
+    so a site it covers is an error, not a brasl decoded from the wrong bytes."""
+    code = b"\x07" + bytes.fromhex("c0e500000000") + b"\x07"
+    (check,) = check_text_sites(code, SECTION, [(1, 6)], [RelocSite(3, PLT32DBL, 2, "foo")])
+    error_of(check, "an odd address", "halfword aligned")
+
+
+def _module_with(section: str, flags: int = SHF_ALLOC) -> ElfObject:
+    """A minimal s390x object holding one 16-byte section."""
+    return ElfObject("t.o", 1, EM_S390, 1, 0, b"\x02\x02\x01" + bytes(9),
+                     [Section_("", 0), Section_(section, 1, flags, data=bytes(16))], [Symbol("")])
+
+
+@pytest.mark.parametrize("section", [".s390_indirect_jump", ".s390_indirect_call", ".s390_return_reg",
+                                     ".s390_return_mem", "__stack_protector_loc", "__ex_table",
+                                     "__mcount_loc"])
+@pytest.mark.parametrize("rela_obj", [VMLINUX, "dummy"])
+def test_tables_of_the_modules_own_code_take_no_klp_relocation(section: str, rela_obj: str) -> None:
+    """nospec_revert's expoline tables (by prefix), 7.2's stack protector sites and the other own-code
+    tables describe only the module's own code: no klp relocation, whatever object it is for."""
+    ident = Identity(rela_obj, VMLINUX if rela_obj == VMLINUX else rela_obj, "thing", 0)
+    conv = Conversion(section, 8, R64, 0, ident, ident.link_name, ident.rela_section(section))
+    found = [(d.code, d.message) for d in check_module(_module_with(section), [conv])]
+    assert ("special-section", f"klp relocation in {section}, a table that may only describe the module's "
+            "own code") in found, found
+
+
+def test_a_little_endian_s390_object_is_refused(cross: Cross) -> None:
+    """s390x objects are big-endian; one written little-endian (every field, as the writer does for the
+    byte order its header names) is refused in one line."""
+    model = read_elf_file(str(cross.build("lp_a.c")))
+    model.e_ident_tail = model.e_ident_tail[:1] + b"\x01" + model.e_ident_tail[2:]
+    with pytest.raises(KlpLdError) as caught:
+        read_elf(write_elf(model), "lp_a.o")
+    assert str(caught.value) == ("klp-ld: error: lp_a.o: little-endian s390x object: s390x objects are "
+                                 "big-endian")
