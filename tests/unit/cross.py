@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from klp_ld.arch.sites import RelocSite, SiteCheck
+from klp_ld.arch.sites import RelocSite, Severity, SiteCheck
 
 from .conftest import ROOT, _need
 
@@ -107,3 +107,38 @@ class Cross:
         out = self.directory / f"{name}.o"
         subprocess.run([self.gcc, "-c", "-o", str(out), str(source)], check=True)
         return out
+
+
+def one(sec: Section, site: RelocSite) -> SiteCheck:
+    """The check of a single site of `sec`."""
+    (result,) = sec.check([site])
+    return result
+
+
+def case_check(obj: Obj, name: str) -> list[SiteCheck]:
+    """The checks of the sites in the fixture function `name`."""
+    sec = obj.case(name)
+    found = sec.sites_in(name)
+    assert found, f"{name} has no relocation"
+    return sec.check(found)
+
+
+def error_of(check: SiteCheck, *fragments: str) -> str:
+    """An error's message, after checking it is one line holding every fragment."""
+    assert not check.ok and not check.skipped, check
+    assert check.problem is not None and check.problem.severity is Severity.ERROR
+    return _has(check.problem.message, fragments)
+
+
+def warning_of(check: SiteCheck, *fragments: str) -> str:
+    """A warning's message, as `error_of`."""
+    assert check.ok, check
+    assert check.problem is not None and check.problem.severity is Severity.WARNING
+    return _has(check.problem.message, fragments)
+
+
+def _has(message: str, fragments: tuple[str, ...]) -> str:
+    assert "\n" not in message
+    for frag in fragments:
+        assert frag in message, f"{frag!r} not in {message!r}"
+    return message

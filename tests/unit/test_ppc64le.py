@@ -18,7 +18,7 @@ import pytest
 from klp_ld.arch import for_machine
 from klp_ld.arch.ppc64le import ARCH, EM_PPC64, RPPC64, klp_type_problem, spell
 from klp_ld.arch.ppc64le_text import check_text_sites
-from klp_ld.arch.sites import RelocSite, Severity, SiteCheck, check_data_sites, width_problem
+from klp_ld.arch.sites import RelocSite, Severity, check_data_sites, width_problem
 from klp_ld.arch.x86_64 import ARCH as X86
 from klp_ld.convert import Conversion
 from klp_ld.diag import KlpLdError
@@ -29,7 +29,7 @@ from klp_ld.names import Identity
 from klp_ld.validate import check_sites, check_tables, read_before_klp_enable, reload_caveat
 
 from .conftest import run_klp_ld
-from .cross import Cross, Obj, Section
+from .cross import Cross, Obj, case_check, error_of, one
 from .cross import load as load_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,26 +62,10 @@ def sites(cross: Cross) -> Obj:
     return load(cross.build("sites.s"))
 
 
-def one(sec: Section, site: RelocSite) -> SiteCheck:
-    (result,) = sec.check([site])
-    return result
 
 
-def case_check(obj: Obj, name: str) -> list[SiteCheck]:
-    sec = obj.case(name)
-    found = sec.sites_in(name)
-    assert found, f"{name} has no relocation"
-    return sec.check(found)
 
 
-def error_of(check: SiteCheck, *fragments: str) -> str:
-    assert not check.ok, check
-    assert check.problem is not None and check.problem.severity is Severity.ERROR
-    message = check.problem.message
-    assert "\n" not in message
-    for frag in fragments:
-        assert frag in message, f"{frag!r} not in {message!r}"
-    return message
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from klp_ld.arch.arm64 import ARCH as ARM64
 from klp_ld.arch.ppc64le import ARCH as PPC
 from klp_ld.arch.s390x import ARCH, EM_S390, GOT_TYPES, PLT_TYPES, R390, WIDTHS, klp_type_problem, spell
 from klp_ld.arch.s390x_text import check_text_sites
-from klp_ld.arch.sites import RelocSite, Severity, SiteCheck, width_problem
+from klp_ld.arch.sites import RelocSite, width_problem
 from klp_ld.arch.x86_64 import ARCH as X86
 from klp_ld.cmdline import parse
 from klp_ld.convert import Conversion
@@ -59,7 +59,7 @@ from klp_ld.names import VMLINUX, Identity
 from klp_ld.validate import check_module, check_sites, check_tables, read_before_klp_enable, reload_caveat
 
 from .conftest import _need, run_klp_ld
-from .cross import Cross, Obj, Section
+from .cross import Cross, Obj, case_check, error_of, one, warning_of
 from .cross import load as load_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,35 +95,14 @@ def sites(cross: Cross) -> Obj:
     return load(cross.build("sites.s"))
 
 
-def one(sec: Section, site: RelocSite) -> SiteCheck:
-    (result,) = sec.check([site])
-    return result
 
 
-def case_check(obj: Obj, name: str) -> list[SiteCheck]:
-    sec = obj.case(name)
-    found = sec.sites_in(name)
-    assert found, f"{name} has no relocation"
-    return sec.check(found)
 
 
-def error_of(check: SiteCheck, *fragments: str) -> str:
-    assert not check.ok and not check.skipped, check
-    assert check.problem is not None and check.problem.severity is Severity.ERROR
-    return _has(check.problem.message, fragments)
 
 
-def warning_of(check: SiteCheck, *fragments: str) -> str:
-    assert check.ok, check
-    assert check.problem is not None and check.problem.severity is Severity.WARNING
-    return _has(check.problem.message, fragments)
 
 
-def _has(message: str, fragments: tuple[str, ...]) -> str:
-    assert "\n" not in message
-    for frag in fragments:
-        assert frag in message, f"{frag!r} not in {message!r}"
-    return message
 
 
 # ---------------------------------------------------------------------------------------------------
