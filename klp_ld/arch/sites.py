@@ -190,6 +190,19 @@ def check_data_sites(arch: Arch, section: str, size: int, sites: Iterable[SiteIn
     return problems
 
 
+def failed(arch: Arch, section: str, site: RelocSite, message: str, insn: Decoded | None = None,
+           severity: Severity = Severity.ERROR) -> SiteCheck:
+    """A site that does not fit, with the instruction it was checked against when there is one; a
+    warning leaves the site usable (`ok`)."""
+    name = arch.reloc_name(site.r_type)
+    problem = SiteProblem(site.offset, site.r_type, name, site.symbol, message, severity, section)
+    ok = severity is Severity.WARNING
+    if insn is None:
+        return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type, name, site.symbol)
+    return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
+                     site.r_type, name, site.symbol)
+
+
 def precheck(arch: Arch, site: RelocSite, section: str, size: int,
              skipped: Collection[int] = ()) -> SiteCheck | None:
     """Settle a text site that needs no decoding: a NONE the loader applies (`skipped`: nothing to
@@ -199,10 +212,7 @@ def precheck(arch: Arch, site: RelocSite, section: str, size: int,
     if r_type in skipped:
         return SiteCheck(off, True, None, b"", "", "", None, 0, None, r_type, name, site.symbol, skipped=True)
     message = width_problem(arch, site, size)
-    if message is None:
-        return None
-    problem = SiteProblem(off, r_type, name, site.symbol, message, Severity.ERROR, section)
-    return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, name, site.symbol)
+    return None if message is None else failed(arch, section, site, message)
 
 
 def import_capstone(arch: str) -> Any:  # capstone has no type stubs
@@ -228,10 +238,7 @@ class Decoded(Protocol):
     def mnemonic(self) -> str: ...
     @property
     def op_str(self) -> str: ...
-
-
-def shown(section: str, insn: Decoded) -> str:
-    return describe(section, insn.addr, insn.raw, insn.mnemonic, insn.op_str)
+    def shown(self, section: str) -> str: ...
 
 
 class Checker:
@@ -253,14 +260,7 @@ class Checker:
 
     def fail(self, site: RelocSite, message: str, insn: Decoded | None = None,
              severity: Severity = Severity.ERROR) -> SiteCheck:
-        name = self.arch.reloc_name(site.r_type)
-        problem = SiteProblem(site.offset, site.r_type, name, site.symbol, message, severity, self.section)
-        ok = severity is Severity.WARNING
-        if insn is None:
-            return SiteCheck(site.offset, ok, None, b"", "", "", None, 0, problem, site.r_type, name,
-                             site.symbol)
-        return SiteCheck(site.offset, ok, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
-                         site.r_type, name, site.symbol)
+        return failed(self.arch, self.section, site, message, insn, severity)
 
     def data_in_code(self, site: RelocSite, width: int) -> SiteCheck:
         """A whole data value written into an executable section: over instructions it is an error,
@@ -269,7 +269,7 @@ class Checker:
         name = self.arch.reloc_name(site.r_type)
         if any(self.code[off:off + width]):
             over = self.covering(off, off + width)
-            what = ("the instruction(s) " + ", ".join(shown(self.section, insn) for insn in over) if over
+            what = ("the instruction(s) " + ", ".join(insn.shown(self.section) for insn in over) if over
                     else "bytes capstone cannot decode")
             return self.fail(site, f"{name} stores a whole {width}-byte value at "
                                    f"{self.section}+{off:#x}, over {what}: in code "

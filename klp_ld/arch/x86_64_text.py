@@ -22,7 +22,7 @@ caches that outlive a call.  capstone is imported only when a text site needs de
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from klp_ld.arch.sites import (
@@ -36,6 +36,7 @@ from klp_ld.arch.sites import (
     SiteProblem,
     as_site,
     describe,
+    failed,
     import_capstone,
     plural,
     precheck,
@@ -60,6 +61,9 @@ class _Insn(NamedTuple):
     imm_size: int
     rip_relative: bool
     rel_branch: bool
+
+    def shown(self, section: str) -> str:
+        return describe(section, self.addr, self.raw, self.mnemonic, self.op_str)
 
 
 class _Sweep(NamedTuple):
@@ -242,7 +246,7 @@ def _tail_reason(insn: _Insn, field_end: int) -> str:
 
 
 def _pc_problem(
-    site: RelocSite, insn: _Insn, rel: int, width: int, shown: Callable[[], str]
+    site: RelocSite, insn: _Insn, rel: int, width: int, section: str
 ) -> tuple[int, str | None]:
     """Check the addend of a PC-relative field the CPU really adds to RIP; return (symbol offset, error)."""
     tail = insn.size - rel
@@ -255,7 +259,7 @@ def _pc_problem(
     elif implied >= 0 and not (site.symbol_size > 0 and implied >= site.symbol_size):
         return implied, None
     reason = _tail_reason(insn, rel + width)
-    desc = shown()
+    desc = insn.shown(section)
     if insn.rel_branch:
         where = "before the symbol" if implied < 0 else f"{implied:#x} bytes into it"
         return implied, (
@@ -291,12 +295,7 @@ def _check_one(
     width = WIDTHS[r_type]  # an IntEnum key is found by its int
 
     def fail(message: str, insn: _Insn | None = None) -> SiteCheck:
-        problem = SiteProblem(off, r_type, spell(r_type), site.symbol, message, Severity.ERROR, section)
-        if insn is None:
-            return SiteCheck(off, False, None, b"", "", "", None, 0, problem, r_type, spell(r_type),
-                             site.symbol)
-        return SiteCheck(off, False, insn.addr, insn.raw, insn.mnemonic, insn.op_str, None, 0, problem,
-                         r_type, spell(r_type), site.symbol)
+        return failed(ARCH, section, site, message, insn)
 
     i = bisect.bisect_right(sweep.starts, off) - 1
     if i < 0 or off >= sweep.starts[i] + sweep.sizes[i]:
@@ -312,7 +311,7 @@ def _check_one(
             "differently with detail on; the site cannot be verified"
         )
     if insn.is_nop:
-        desc = describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+        desc = insn.shown(section)
         return fail(f"site is inside a NOP, {desc}: nothing reads this field", insn)
     rel = off - addr
     field: Field
@@ -323,14 +322,11 @@ def _check_one(
         field, have = "imm", insn.imm_size
         kind = "immediate"
     else:
-        desc = describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
+        desc = insn.shown(section)
         return fail(_field_problem(insn, rel, desc), insn)
 
-    def shown() -> str:
-        return describe(section, addr, insn.raw, insn.mnemonic, insn.op_str)
-
     if have != width:
-        desc = shown()
+        desc = insn.shown(section)
         return fail(
             f"{spell(r_type)} writes {plural(width, 'byte')} but the {kind} of {desc} is "
             f"{plural(have, 'byte')} wide",
@@ -343,9 +339,9 @@ def _check_one(
     severity = Severity.ERROR
     if r_type in PC_RELATIVE:
         if pc_field:
-            target, message = _pc_problem(site, insn, rel, width, shown)
+            target, message = _pc_problem(site, insn, rel, width, section)
         else:
-            desc = shown()
+            desc = insn.shown(section)
             what = "displacement (not RIP-relative)" if field == "disp" else "immediate"
             message = (
                 f"PC-relative {spell(r_type)} on the {what} of {desc}: the CPU does not add RIP to "
@@ -353,7 +349,7 @@ def _check_one(
             )
             severity = Severity.WARNING
     elif pc_field:
-        desc = shown()
+        desc = insn.shown(section)
         what = "RIP-relative displacement" if field == "disp" else "relative branch offset"
         message = (
             f"absolute {spell(r_type)} on the {what} of {desc}: the CPU adds the instruction end to "
